@@ -1,0 +1,426 @@
+//! The one configuration format, shared by `enroll dev` (a TOML file) and the Lambda functions
+//! (the same TOML, from an environment variable, with secrets from Secrets Manager).
+//!
+//! Any secret may be left out of the file and given in the environment instead:
+//! `ENROLL_SCIM_TOKEN`, `ENROLL_NOTION_TOKEN`, and `ENROLL_<PLATFORM>_SECRETS` (comma-separated,
+//! e.g. `ENROLL_STRIPE_SECRETS`). The environment wins over the file.
+
+use crate::catalog::Catalog;
+use crate::event::EventKind;
+use crate::ids::Platform;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A secret value: never printed, never serialised back out by accident.
+#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Serialises as a placeholder so a dumped configuration never holds a secret.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// How a member leaves a Group, since which forms Notion accepts is unconfirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoveForm {
+    /// RFC 7644 §3.5.2.2: `{"op":"remove","path":"members[value eq \"<id>\"]"}`.
+    #[default]
+    PathFilter,
+    /// `{"op":"remove","path":"members","value":[{"value":"<id>"}]}`. Dangerous on a server that
+    /// ignores the value list (it would empty the Group): only when the workspace needs it.
+    ValueList,
+}
+
+/// What happens to a member whose last active grant ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deprovision {
+    /// Keep the workspace member, in none of the Groups enroll manages.
+    #[default]
+    Keep,
+    /// Remove the member from the workspace (SCIM DELETE; the Notion account survives).
+    Remove,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    #[serde(default = "default_scim_url")]
+    pub base_url: String,
+    #[serde(default)]
+    pub token: Secret,
+    /// The attribute a user is found by; Notion's docs and clients disagree, so it is a setting.
+    #[serde(default = "default_filter_attribute")]
+    pub user_filter_attribute: String,
+    #[serde(default)]
+    pub remove_form: RemoveForm,
+    /// Members per Group PATCH; a 413 splits the batch.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl Default for ScimConfig {
+    fn default() -> Self {
+        Self {
+            base_url: default_scim_url(),
+            token: Secret::default(),
+            user_filter_attribute: default_filter_attribute(),
+            remove_form: RemoveForm::default(),
+            batch_size: default_batch_size(),
+            timeout_secs: default_timeout_secs(),
+        }
+    }
+}
+
+/// Property names in the seller's sales/students database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesProperties {
+    #[serde(default = "default_title")]
+    pub title: String,
+    #[serde(default = "default_email")]
+    pub email: String,
+    #[serde(default = "default_order_id")]
+    pub order_id: String,
+    /// A rich_text property: a `people` property cannot hold a user of another workspace.
+    #[serde(default = "default_user_id")]
+    pub notion_user_id: String,
+    /// Optional rich_text property listing the products bought.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub products: Option<String>,
+}
+
+impl Default for SalesProperties {
+    fn default() -> Self {
+        Self {
+            title: default_title(),
+            email: default_email(),
+            order_id: default_order_id(),
+            notion_user_id: default_user_id(),
+            products: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotionConfig {
+    #[serde(default = "default_notion_url")]
+    pub base_url: String,
+    #[serde(default)]
+    pub token: Secret,
+    #[serde(default = "default_notion_version")]
+    pub version: String,
+    /// The sales/students database; its first data source is used unless one is named.
+    pub database_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source_id: Option<String>,
+    #[serde(default)]
+    pub properties: SalesProperties,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+/// The Notion request budget, shared by every caller of one token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    #[serde(default = "default_rate")]
+    pub requests_per_second: f64,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: default_rate(),
+            burst: default_burst(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Every secret that is currently valid: more than one while rotating.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    /// How old a signed timestamp may be, where the platform signs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance_secs: Option<u64>,
+    /// Standard Webhooks only: the sender's event types and what they mean.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub event_types: BTreeMap<String, EventKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Bodies above this size are refused with 413 before any verification work.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionConfig {
+    #[serde(default)]
+    pub deprovision: Deprovision,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub scim: ScimConfig,
+    pub notion: NotionConfig,
+    #[serde(default)]
+    pub rate: RateConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub provision: ProvisionConfig,
+    #[serde(default)]
+    pub platforms: BTreeMap<Platform, PlatformConfig>,
+    #[serde(flatten)]
+    pub catalog: Catalog,
+}
+
+/// A configuration that cannot run. The message names the bad field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Parses TOML, applies environment overrides through `env`, and validates.
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        cfg.apply_env(env);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The documented environment variables override secrets from the file.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) {
+        if let Some(t) = env("ENROLL_SCIM_TOKEN").filter(|t| !t.is_empty()) {
+            self.scim.token = Secret::new(t);
+        }
+        if let Some(t) = env("ENROLL_NOTION_TOKEN").filter(|t| !t.is_empty()) {
+            self.notion.token = Secret::new(t);
+        }
+        for p in Platform::ALL {
+            let var = format!("ENROLL_{}_SECRETS", p.as_str().to_uppercase());
+            if let Some(list) = env(&var).filter(|t| !t.is_empty()) {
+                self.platforms.entry(p).or_default().secrets = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect();
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &str, why: &str| Err(ConfigError(format!("{field}: {why}")));
+        for (field, url) in [
+            ("scim.base_url", &self.scim.base_url),
+            ("notion.base_url", &self.notion.base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return bad(field, "must be an http:// or https:// URL");
+            }
+        }
+        if self.scim.batch_size == 0 || self.scim.batch_size > 1000 {
+            return bad("scim.batch_size", "must be between 1 and 1000");
+        }
+        if self.scim.user_filter_attribute.is_empty()
+            || !self
+                .scim
+                .user_filter_attribute
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.')
+        {
+            return bad(
+                "scim.user_filter_attribute",
+                "must be a SCIM attribute name such as userName",
+            );
+        }
+        if self.notion.database_id.trim().is_empty() {
+            return bad("notion.database_id", "must name the sales database");
+        }
+        if !(self.rate.requests_per_second > 0.0 && self.rate.requests_per_second.is_finite()) {
+            return bad("rate.requests_per_second", "must be a positive number");
+        }
+        if self.rate.burst == 0 {
+            return bad("rate.burst", "must be at least 1");
+        }
+        if self.ingest.max_body_bytes < 1024 {
+            return bad("ingest.max_body_bytes", "must be at least 1024");
+        }
+        for (p, pc) in &self.platforms {
+            if pc.secrets.iter().any(Secret::is_empty) {
+                return bad(
+                    &format!("platforms.{p}.secrets"),
+                    "contains an empty secret",
+                );
+            }
+            if !pc.event_types.is_empty() && *p != Platform::Standard {
+                return bad(
+                    &format!("platforms.{p}.event_types"),
+                    "only Standard Webhooks take an event type mapping",
+                );
+            }
+        }
+        if self.catalog.products.is_empty() {
+            return bad("products", "the catalog needs at least one product");
+        }
+        self.catalog.validate().map_err(ConfigError)
+    }
+
+    pub fn platform(&self, p: Platform) -> Option<&PlatformConfig> {
+        self.platforms.get(&p)
+    }
+}
+
+fn default_scim_url() -> String {
+    "https://api.notion.com/scim/v2".into()
+}
+fn default_notion_url() -> String {
+    "https://api.notion.com/v1".into()
+}
+fn default_notion_version() -> String {
+    "2025-09-03".into()
+}
+fn default_filter_attribute() -> String {
+    "userName".into()
+}
+fn default_batch_size() -> usize {
+    100
+}
+fn default_timeout_secs() -> u64 {
+    10
+}
+fn default_title() -> String {
+    "Name".into()
+}
+fn default_email() -> String {
+    "Email".into()
+}
+fn default_order_id() -> String {
+    "Order ID".into()
+}
+fn default_user_id() -> String {
+    "Notion User ID".into()
+}
+fn default_rate() -> f64 {
+    3.0
+}
+fn default_burst() -> u32 {
+    3
+}
+fn default_max_body() -> usize {
+    256 * 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[notion]
+database_id = "db1"
+
+[platforms.stripe]
+secrets = ["whsec_file"]
+
+[[products]]
+id = "notion-mastery"
+name = "Notion Mastery"
+groups = [{ name = "Notion Mastery" }]
+access_months = 12
+"#;
+
+    #[test]
+    fn minimal_configuration_takes_documented_defaults() {
+        let c = Config::from_toml(MINIMAL, |_| None).unwrap();
+        assert_eq!(c.scim.user_filter_attribute, "userName");
+        assert_eq!(c.notion.version, "2025-09-03");
+        assert_eq!(c.rate.requests_per_second, 3.0);
+        assert_eq!(c.catalog.products.len(), 1);
+    }
+
+    #[test]
+    fn environment_secrets_override_the_file() {
+        let c = Config::from_toml(MINIMAL, |k| match k {
+            "ENROLL_STRIPE_SECRETS" => Some("whsec_a, whsec_b".into()),
+            "ENROLL_SCIM_TOKEN" => Some("scim-token".into()),
+            _ => None,
+        })
+        .unwrap();
+        let s = &c.platforms[&Platform::Stripe].secrets;
+        assert_eq!(
+            s.iter().map(Secret::expose).collect::<Vec<_>>(),
+            ["whsec_a", "whsec_b"]
+        );
+        assert_eq!(c.scim.token.expose(), "scim-token");
+        assert!(!format!("{c:?}").contains("scim-token"));
+    }
+
+    #[test]
+    fn errors_name_the_bad_field() {
+        let e = Config::from_toml(&MINIMAL.replace("db1", ""), |_| None).unwrap_err();
+        assert!(e.0.contains("notion.database_id"), "{e}");
+        let e = Config::from_toml(
+            &format!("{MINIMAL}\n[rate]\nrequests_per_second = 0\n"),
+            |_| None,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("rate.requests_per_second"), "{e}");
+        let e = Config::from_toml(&MINIMAL.replace("[notion]", "[notion]\nbogus = 1"), |_| {
+            None
+        })
+        .unwrap_err();
+        assert!(e.0.contains("bogus"), "{e}");
+    }
+}

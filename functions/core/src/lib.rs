@@ -1,0 +1,26 @@
+//! The domain of enroll, free of AWS SDK and HTTP dependencies.
+//!
+//! - [`ids`]: newtypes for every identifier (`BuyerEmail`, `EventKey`, `NotionUserId`, ...), each
+//!   with a checking constructor so an invalid value cannot travel.
+//! - [`event`]: the normalised [`event::OrderEvent`] every platform's webhook becomes, and the
+//!   queue messages between stages.
+//! - [`catalog`] and [`config`]: the seller's products, their Groups, and the one configuration
+//!   format shared by the local runner and the Lambda functions.
+//! - [`ledger`]: the entitlement ledger, the source of truth for which Groups a buyer should have.
+//! - [`idempotency`]: the claim / complete / release state machine for event keys.
+//! - [`ports`]: the small traits adapters implement (stores, queues, SCIM, the sales database,
+//!   the rate budget), with [`error`] classifying every failure as transient, permanent or in
+//!   progress.
+//! - [`redact`]: what may appear in a log line in place of an email or a body.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod idempotency;
+pub mod ids;
+pub mod ledger;
+pub mod ports;
+pub mod redact;
+
+pub use error::{ErrorClass, Failure};
