@@ -1,1 +1,50 @@
-//! placeholder
+//! enroll's AWS adapters: the ports of `enroll-core` over DynamoDB, SQS and Secrets Manager.
+//!
+//! - [`dynamo`]: [`DynamoStore`], the idempotency store and the entitlement ledger in one table.
+//! - [`schema`]: the table's attribute and index names and [`create_table`], which builds the
+//!   table as `template.yaml` does, for tests and local use.
+//! - `item` (internal): mapping between domain records and DynamoDB items.
+//! - [`sqs`]: [`SqsQueue`] (the next stage), [`SqsDeadLetters`] (parking a message with its
+//!   reason), and [`receive_batch`] / [`delete`] for the operator's DLQ list and replay.
+//! - [`secrets`]: [`load_secrets`], the tokens and signing secrets, once per cold start.
+//! - [`error`]: [`AwsError`] and the one function that classifies SDK errors as transient or
+//!   permanent.
+//!
+//! # Table schema
+//!
+//! One table; partition key `pk` (S), sort key `sk` (S); on-demand billing; TTL on `expiration`.
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | event key | `idem#<platform>:<event id>` | `idem` | `id` (S), `status` (S, `INPROGRESS` or `COMPLETED`), `expiration` (N, epoch s, TTL), `in_progress_expiration` (N, epoch ms), `payload_hash` (S), `owner` (S), `outcome` (S, once completed) |
+//! | order | `order#<platform>#<order id>` | `order` | `doc` (S, the `OrderRecord` as JSON), `version` (N) |
+//! | buyer | `buyer#<email>` | `buyer` | `doc` (S, the `BuyerRecord` as JSON), `version` (N), and only while `next_change_at` is set: `due_pk` = `due` (S), `due_at` (S, RFC 3339 UTC, nanoseconds, sortable) |
+//! | identity index | `user#<Notion user id>` | `user` | `email` (S) |
+//!
+//! The global secondary index `due` (partition `due_pk`, sort `due_at`, keys only) is sparse: it
+//! holds exactly the buyers whose access changes at some moment, and `buyers_due` queries
+//! `due_pk = "due" AND due_at <= now`.
+//!
+//! Ledger writes are conditional on the `version` read (`attribute_not_exists(pk)` for a new
+//! record); a lost race is a transient failure and the event is retried. A buyer with a Notion
+//! user id is written in one transaction with its identity index item.
+
+pub mod dynamo;
+pub mod error;
+mod item;
+pub mod lambda_env;
+pub mod schema;
+pub mod secrets;
+pub mod sqs;
+
+pub use dynamo::DynamoStore;
+pub use error::AwsError;
+pub use schema::create_table;
+pub use secrets::{load_secrets, SecretsDoc};
+pub use sqs::{delete, receive_batch, ReceiveOptions, ReceivedMessage, SqsDeadLetters, SqsQueue};
+
+/// The SDK configuration from the environment (region, credentials, and `AWS_ENDPOINT_URL`,
+/// which points every client at a local moto server). Build it once per cold start.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

@@ -114,13 +114,23 @@ impl OrderRecord {
         match event.kind {
             EventKind::Purchase if self.purchased_by.is_none() => {
                 self.purchased_by = Some(event.key.clone());
+                // A platform may name one order line several ways (price and product, SKU and
+                // variant): each product is granted once, and references are reported unknown
+                // only when none of them names a product.
+                let mut products: Vec<&Product> = Vec::new();
                 for item in &event.items {
-                    match catalog.resolve(event.key.platform, item) {
-                        Some(p) => self
-                            .grants
-                            .extend(grants_for(catalog, p, event.occurred_at)),
-                        None => self.unknown_items.push(item.clone()),
+                    if let Some(p) = catalog.resolve(event.key.platform, item) {
+                        if !products.iter().any(|q| q.id == p.id) {
+                            products.push(p);
+                        }
                     }
+                }
+                if products.is_empty() {
+                    self.unknown_items = event.items.clone();
+                }
+                for p in products {
+                    self.grants
+                        .extend(grants_for(catalog, p, event.occurred_at));
                 }
             }
             EventKind::Purchase => {}
@@ -389,6 +399,26 @@ mod tests {
         );
         assert!(o.grants.is_empty());
         assert_eq!(o.unknown_items[0].as_str(), "ebook");
+    }
+
+    #[test]
+    fn several_references_to_one_product_grant_it_once() {
+        let c = catalog();
+        let mut o = OrderRecord::new(
+            event("a", EventKind::Purchase, "o", &[], "2026-01-01T00:00:00Z").order,
+        );
+        o.apply(
+            &event(
+                "a",
+                EventKind::Purchase,
+                "o",
+                &["ff", "ff", "sku-unknown"],
+                "2026-01-01T00:00:00Z",
+            ),
+            &c,
+        );
+        assert_eq!(o.grants.len(), 1);
+        assert!(o.unknown_items.is_empty());
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //!   progress.
 //! - [`redact`]: what may appear in a log line in place of an email or a body.
 
+pub mod batch;
 pub mod catalog;
 pub mod config;
 pub mod error;

@@ -1,1 +1,23 @@
-//! placeholder
+//! enroll's adapters for Notion: the ports of `enroll-core` implemented over Notion's two HTTP
+//! APIs, sharing one request budget per token.
+//!
+//! - [`rate`]: [`rate::TokenBucket`], the in-process [`RateBudget`](enroll_core::ports::RateBudget)
+//!   (average rate, burst, and a 429 that pauses every caller).
+//! - `http` (internal): the one place a request is sent: bearer token, budget, status
+//!   classification into [`Failure`](enroll_core::Failure) classes, in-call retries and logging.
+//!   Its [`RetryPolicy`] is public so callers can bound how long one call may wait.
+//! - [`scim`]: [`ScimClient`], the [`Directory`](enroll_core::ports::Directory) over SCIM 2.0
+//!   (RFC 7644): members, Groups, filters escaped and encoded so an address can never change a
+//!   filter's meaning, batched Group changes that split on 413.
+//! - [`sales`]: [`SalesClient`], the [`SalesDatabase`](enroll_core::ports::SalesDatabase) over the
+//!   public API (`Notion-Version` pinned, data sources).
+
+mod http;
+pub mod rate;
+pub mod sales;
+pub mod scim;
+
+pub use http::RetryPolicy;
+pub use rate::TokenBucket;
+pub use sales::SalesClient;
+pub use scim::ScimClient;

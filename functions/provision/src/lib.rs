@@ -1,1 +1,373 @@
-//! placeholder
+//! The provision stage. Per order event it claims the event's idempotency key, applies the event
+//! to the entitlement ledger, makes the buyer's Notion Groups match the ledger through SCIM,
+//! stores the buyer's Notion user id, asks align to write it into the sales database, and
+//! completes the key.
+//!
+//! - [`Provisioner`]: the per-event pipeline and [`Provisioner::reconcile`], which the expiry pass
+//!   and the operator tools reuse.
+//! - [`batch`]: one queue batch with partial failures; permanent failures are parked in the
+//!   dead-letter queue with their reason, transient ones are left for redelivery.
+//! - [`lambda`]: the Lambda wiring (environment, secrets, SDK clients, `SqsEvent`).
+
+pub mod batch;
+pub mod lambda;
+
+use chrono::{DateTime, Utc};
+use enroll_core::catalog::GroupRef;
+use enroll_core::config::{Config, Deprovision};
+use enroll_core::event::{AlignRequest, EventKind, OrderEvent};
+use enroll_core::idempotency::{Claim, IdempotencyRecord};
+use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
+use enroll_core::ledger::{self, Applied, BuyerRecord, GroupPlan, OrderRecord};
+use enroll_core::ports::{Created, Directory, IdempotencyStore, LedgerStore, Queue};
+use enroll_core::Failure;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// What processing one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The event changed the ledger and Notion was brought in line.
+    Applied(Reconciled),
+    /// The event was recorded (e.g. a refund for an order not yet seen); nothing to provision.
+    Recorded(String),
+    /// The key was already completed: a duplicate delivery, nothing done.
+    Duplicate,
+}
+
+/// What reconciling one buyer changed in Notion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub user: Option<NotionUserId>,
+    pub created: bool,
+    pub added: BTreeSet<GroupId>,
+    pub removed: BTreeSet<GroupId>,
+    pub removed_from_workspace: bool,
+}
+
+impl Outcome {
+    fn summary(&self) -> String {
+        match self {
+            Outcome::Applied(r) => format!(
+                "applied: {} Group(s) added, {} removed{}{}",
+                r.added.len(),
+                r.removed.len(),
+                if r.created { ", member created" } else { "" },
+                if r.removed_from_workspace {
+                    ", member removed"
+                } else {
+                    ""
+                }
+            ),
+            Outcome::Recorded(why) => format!("recorded: {why}"),
+            Outcome::Duplicate => "duplicate".into(),
+        }
+    }
+}
+
+/// Resolves Group display names to ids once per process; ids from the catalog pass through.
+#[derive(Default)]
+pub struct GroupResolver {
+    cache: Mutex<HashMap<String, GroupId>>,
+}
+
+impl GroupResolver {
+    pub async fn resolve(&self, dir: &dyn Directory, group: &GroupRef) -> Result<GroupId, Failure> {
+        let name = match group {
+            GroupRef::Id(id) => return Ok(id.clone()),
+            GroupRef::Name(n) => n,
+        };
+        if let Some(id) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(id.clone());
+        }
+        let id = dir.find_group(name).await?.ok_or_else(|| {
+            Failure::permanent(format!(
+                "Group `{name}` does not exist in the workspace: create it or fix the catalog"
+            ))
+        })?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone(), id.clone());
+        Ok(id)
+    }
+}
+
+/// Everything provision needs, built once per process (per cold start on Lambda).
+pub struct Provisioner {
+    pub config: Arc<Config>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub ledger: Arc<dyn LedgerStore>,
+    pub directory: Arc<dyn Directory>,
+    pub align: Arc<dyn Queue>,
+    pub groups: GroupResolver,
+}
+
+impl Provisioner {
+    pub fn new(
+        config: Arc<Config>,
+        idempotency: Arc<dyn IdempotencyStore>,
+        ledger: Arc<dyn LedgerStore>,
+        directory: Arc<dyn Directory>,
+        align: Arc<dyn Queue>,
+    ) -> Self {
+        Self {
+            config,
+            idempotency,
+            ledger,
+            directory,
+            align,
+            groups: GroupResolver::default(),
+        }
+    }
+
+    /// Applies one event exactly once. `deadline` is when this invocation runs out of time: a
+    /// claim left behind by a crash can be taken over after it.
+    #[tracing::instrument(skip_all, fields(event_key = %event.key, kind = event.kind.as_str()), err)]
+    pub async fn process(
+        &self,
+        event: &OrderEvent,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Result<Outcome, Failure> {
+        let key = event.key.as_string();
+        let hash = event.payload_hash();
+        let owner = uuid::Uuid::new_v4().to_string();
+        let claim = IdempotencyRecord::in_progress(&key, &hash, &owner, now, deadline);
+        match self.idempotency.claim(&claim, now).await? {
+            Claim::Acquired => {}
+            Claim::Completed(done) if done.payload_hash != hash => {
+                return Err(Failure::permanent(
+                    "event key already applied with a different payload: the platform reused an event id",
+                ));
+            }
+            Claim::Completed(_) => {
+                tracing::info!("duplicate delivery: already applied");
+                return Ok(Outcome::Duplicate);
+            }
+            Claim::InProgress(_) => {
+                return Err(Failure::in_progress(
+                    "another invocation is applying this event",
+                ))
+            }
+        }
+        match self.apply(event, now).await {
+            Ok(outcome) => {
+                self.idempotency
+                    .complete(&key, &owner, &outcome.summary())
+                    .await?;
+                tracing::info!(outcome = %outcome.summary(), "event applied");
+                Ok(outcome)
+            }
+            Err(failure) => {
+                // Free the key so the redelivery can claim it at once; the effects so far are
+                // idempotent and will be repeated safely.
+                if let Err(e) = self.idempotency.release(&key, &owner).await {
+                    tracing::warn!(error = %e, "could not release idempotency key; it expires at the deadline");
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    async fn apply(&self, event: &OrderEvent, now: DateTime<Utc>) -> Result<Outcome, Failure> {
+        let catalog = &self.config.catalog;
+        let mut order = self
+            .ledger
+            .order(&event.order)
+            .await?
+            .unwrap_or_else(|| OrderRecord::new(event.order.clone()));
+        let changed = order.apply(event, catalog) == Applied::Changed;
+        let Some(email) = order.buyer.clone() else {
+            if changed {
+                self.ledger.put_order(&order).await?;
+            }
+            return Ok(Outcome::Recorded(format!(
+                "{} for an order not seen yet; kept so its purchase stays revoked",
+                event.kind.as_str()
+            )));
+        };
+        if changed {
+            order.version = self.ledger.put_order(&order).await?;
+        }
+        if !order.unknown_items.is_empty() && order.grants.is_empty() {
+            tracing::warn!(
+                items = ?order.unknown_items.iter().map(|i| i.as_str()).collect::<Vec<_>>(),
+                "purchase of products the catalog does not know: recorded, not provisioned"
+            );
+        }
+        let mut buyer = self.buyer_record(&email).await?;
+        if let Some(name) = event.buyer.as_ref().and_then(|b| b.name.clone()) {
+            buyer.name.get_or_insert(name);
+        }
+        buyer.orders.insert(order.order.clone());
+        let reconciled = self.reconcile_record(&mut buyer, now).await?;
+        if event.kind == EventKind::Purchase && !order.grants.is_empty() {
+            if let Some(user) = &buyer.notion_user_id {
+                self.request_align(event, &order, &buyer, user).await?;
+            }
+        }
+        Ok(Outcome::Applied(reconciled))
+    }
+
+    /// The buyer record for an email, following a seller-made link to the canonical buyer.
+    async fn buyer_record(&self, email: &BuyerEmail) -> Result<BuyerRecord, Failure> {
+        match self.ledger.buyer(email).await? {
+            Some(b) => match b.alias_of.clone() {
+                Some(canonical) => Ok(self
+                    .ledger
+                    .buyer(&canonical)
+                    .await?
+                    .unwrap_or_else(|| BuyerRecord::new(canonical))),
+                None => Ok(b),
+            },
+            None => Ok(BuyerRecord::new(email.clone())),
+        }
+    }
+
+    /// Makes one buyer's Groups in Notion match the ledger at `now`, and stores the result.
+    #[tracing::instrument(skip_all, fields(buyer = %email), err)]
+    pub async fn reconcile(
+        &self,
+        email: &BuyerEmail,
+        now: DateTime<Utc>,
+    ) -> Result<Reconciled, Failure> {
+        let mut buyer = self.buyer_record(email).await?;
+        self.reconcile_record(&mut buyer, now).await
+    }
+
+    async fn reconcile_record(
+        &self,
+        buyer: &mut BuyerRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Reconciled, Failure> {
+        let keys: Vec<_> = buyer.orders.iter().cloned().collect();
+        let orders = self.ledger.orders(&keys).await?;
+        let mut desired = BTreeSet::new();
+        for group in ledger::desired_groups(&orders, now) {
+            desired.insert(self.groups.resolve(self.directory.as_ref(), &group).await?);
+        }
+        let plan = GroupPlan::between(&buyer.applied_groups, &desired);
+        let mut done = Reconciled::default();
+        let leaving = desired.is_empty()
+            && self.config.provision.deprovision == Deprovision::Remove
+            && !buyer.applied_groups.is_empty();
+
+        if !plan.add.is_empty() {
+            let user = self.ensure_member(buyer, &mut done).await?;
+            for group in &plan.add {
+                self.directory
+                    .add_members(group, std::slice::from_ref(&user))
+                    .await?;
+                done.added.insert(group.clone());
+            }
+        }
+        if !plan.remove.is_empty() {
+            if let Some(user) = buyer.notion_user_id.clone() {
+                for group in &plan.remove {
+                    self.directory
+                        .remove_members(group, std::slice::from_ref(&user))
+                        .await?;
+                    done.removed.insert(group.clone());
+                }
+            }
+        }
+        if leaving {
+            if let Some(user) = buyer.notion_user_id.clone() {
+                match self.directory.get_user(&user).await? {
+                    Some(u) if u.is_privileged() => {
+                        tracing::warn!(
+                            "last grant ended for an owner or admin: left in the workspace"
+                        )
+                    }
+                    Some(_) => {
+                        self.directory.remove_user(&user).await?;
+                        done.removed_from_workspace = true;
+                    }
+                    None => {}
+                }
+            }
+        }
+        buyer.applied_groups = desired;
+        buyer.next_change_at = ledger::next_change(&orders, now);
+        done.user = buyer.notion_user_id.clone();
+        buyer.version = self.ledger.put_buyer(buyer).await?;
+        Ok(done)
+    }
+
+    /// The buyer's Notion user id, creating the member when needed. A stored id is trusted
+    /// while enroll has Groups applied; a buyer coming back from no Groups is checked once, as
+    /// they may have been removed from the workspace.
+    async fn ensure_member(
+        &self,
+        buyer: &mut BuyerRecord,
+        done: &mut Reconciled,
+    ) -> Result<NotionUserId, Failure> {
+        if let Some(id) = &buyer.notion_user_id {
+            if !buyer.applied_groups.is_empty() {
+                return Ok(id.clone());
+            }
+            if let Some(u) = self.directory.get_user(id).await? {
+                if u.active {
+                    return Ok(u.id);
+                }
+            }
+        }
+        if let Some(u) = self.directory.find_user(&buyer.email).await? {
+            buyer.notion_user_id = Some(u.id.clone());
+            return Ok(u.id);
+        }
+        let user = match self
+            .directory
+            .create_user(&buyer.email, buyer.name.as_deref())
+            .await?
+        {
+            Created::Created(u) => {
+                done.created = true;
+                u
+            }
+            Created::AlreadyExists => {
+                self.directory
+                    .find_user(&buyer.email)
+                    .await?
+                    .ok_or_else(|| {
+                        Failure::transient(
+                            "SCIM answered 409 on create but the member is not found yet",
+                        )
+                    })?
+            }
+        };
+        buyer.notion_user_id = Some(user.id.clone());
+        Ok(user.id)
+    }
+
+    async fn request_align(
+        &self,
+        event: &OrderEvent,
+        order: &OrderRecord,
+        buyer: &BuyerRecord,
+        user: &NotionUserId,
+    ) -> Result<(), Failure> {
+        let mut products: Vec<_> = order.grants.iter().map(|g| g.product.clone()).collect();
+        products.dedup();
+        let request = AlignRequest {
+            source: event.key.clone(),
+            order: order.order.clone(),
+            email: buyer.email.clone(),
+            name: buyer.name.clone(),
+            notion_user_id: user.clone(),
+            products,
+        };
+        let body = serde_json::to_string(&request)
+            .map_err(|e| Failure::permanent(format!("align request does not serialise: {e}")))?;
+        self.align
+            .send(&body)
+            .await
+            .map_err(|f| f.context("enqueue align"))
+    }
+}

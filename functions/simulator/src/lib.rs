@@ -1,1 +1,197 @@
-//! placeholder
+//! An in-process simulator of the parts of Notion that enroll calls: the SCIM 2.0 API
+//! (RFC 7643/7644) under `/scim/v2` and the public API (version 2025-09-03 shapes) under `/v1`,
+//! plus an unauthenticated control surface under `/_sim/`.
+//!
+//! - [`model`]: the workspace ([`SimState`]): users, Groups, databases with their data
+//!   sources, pages. JSON-(de)serialisable, so a run can be seeded from and dumped to a file.
+//! - `scim`: Users and Groups, filters (`scim::filter`), PatchOp (`scim::patch`), SCIM errors.
+//! - `notion`: databases, data sources, pages and data source queries, Notion error bodies.
+//! - [`faults`] and [`ratelimit`]: seeded fault injection and the shared token bucket.
+//! - [`traffic`]: per-endpoint counters and the recorded requests tests assert on.
+//! - `server`: hyper's connection loop and the front door (record, fault, rate limit, route);
+//!   `admin`: the `/_sim/` endpoints; `sim`: the shared, locked state.
+//!
+//! Behaviour chosen where Notion documents nothing:
+//! - `DELETE /Users/{id}` removes the member from the workspace and every Group; the user is
+//!   then gone from SCIM (404, not listed, RFC 7644 §3.6), but the account survives: a later
+//!   `POST /Users` with the same userName re-adds it under the same id. `active: false` (PATCH
+//!   or PUT) also removes the member from every Group but leaves it listed with
+//!   `active: false`; `active: true` or a new POST brings it back.
+//! - `POST /Users` answers 409 `uniqueness` only when an active member has the userName
+//!   (compared case-insensitively). PATCH on a User answers 200 with the User; PATCH on a Group
+//!   answers 204, or 200 with the Group when `attributes`/`excludedAttributes` is given.
+//! - A filter naming an attribute the resource does not have is `invalidFilter`, not an empty
+//!   result. `members`, `id` and `externalId` compare case-exactly; other strings ignore case.
+//! - Data source query text conditions are case-sensitive; results keep creation order
+//!   unless `sorts` is given; cursors are page ids. Trashed pages are not queried.
+//! - Faults are decided before the rate limit, so a faulted request uses no token. Counters and
+//!   recorded requests cover every request outside `/_sim/`; `reset_counters` clears both.
+
+mod admin;
+pub mod faults;
+pub mod model;
+mod notion;
+pub mod ratelimit;
+mod scim;
+mod server;
+mod sim;
+pub mod traffic;
+
+pub use faults::{FaultAction, FaultRule, Faults};
+pub use model::{
+    DataSource, Database, Email, Group, Name, Page, PropertyKind, PropertyValue, SimState, User,
+};
+pub use ratelimit::RateLimit;
+pub use traffic::RecordedRequest;
+
+use serde::{Deserialize, Serialize};
+use sim::{Shared, Sim};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How to start a simulator: its two tokens, an optional rate limit and the seed state.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SimConfig {
+    pub scim_token: String,
+    pub notion_token: String,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    pub state: SimState,
+}
+
+/// Tokens stay out of logs even in a simulator.
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("scim_token", &"<redacted>")
+            .field("notion_token", &"<redacted>")
+            .field("rate_limit", &self.rate_limit)
+            .field("state", &self.state)
+            .finish()
+    }
+}
+
+/// Binds `addr` (use `127.0.0.1:0` for a free port) and serves on the current tokio runtime.
+pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    let sim: Sim = Arc::new(Shared::new(
+        config.scim_token,
+        config.notion_token,
+        config.state,
+        config.rate_limit,
+    ));
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(server::run(listener, sim.clone(), stopped));
+    Ok(SimHandle {
+        sim,
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// A running simulator. Dropping it stops the server too; [`SimHandle::shutdown`] also waits.
+pub struct SimHandle {
+    sim: Sim,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn scim_base_url(&self) -> String {
+        format!("http://{}/scim/v2", self.addr)
+    }
+
+    pub fn notion_base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn state(&self) -> SimState {
+        self.sim.state().clone()
+    }
+
+    pub fn set_state(&self, s: SimState) {
+        *self.sim.state() = s;
+    }
+
+    /// Requests per endpoint, e.g. `"PATCH /scim/v2/Groups/{id}"`, including refused ones.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.sim.traffic().counters()
+    }
+
+    /// The most recent requests (up to 10,000), oldest first.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.sim.traffic().requests()
+    }
+
+    /// Replaces the rules and restarts the generator from `faults.seed`.
+    pub fn set_faults(&self, faults: Faults) {
+        self.sim.set_faults(faults);
+    }
+
+    pub fn set_rate_limit(&self, r: Option<RateLimit>) {
+        self.sim.set_rate_limit(r);
+    }
+
+    /// Clears the counters and the recorded requests.
+    pub fn reset_counters(&self) {
+        self.sim.traffic().reset();
+    }
+
+    /// The account whose userName or email is `email` (ignoring case), members first;
+    /// check [`User::is_member`] to tell a member from a removed account.
+    pub fn user_by_email(&self, email: &str) -> Option<User> {
+        let email = email.to_lowercase();
+        let state = self.sim.state();
+        let mut hits = state.users.iter().filter(|u| {
+            u.user_name.to_lowercase() == email
+                || u.emails.iter().any(|e| e.value.to_lowercase() == email)
+        });
+        let first = hits.next()?;
+        let best = std::iter::once(first)
+            .chain(hits)
+            .find(|u| u.is_member())
+            .unwrap_or(first);
+        Some(best.clone())
+    }
+
+    /// The user ids in the Group with this displayName (ignoring case); empty if none.
+    pub fn group_members(&self, display_name: &str) -> Vec<String> {
+        let name = display_name.to_lowercase();
+        self.sim
+            .state()
+            .groups
+            .iter()
+            .find(|g| g.display_name.to_lowercase() == name)
+            .map(|g| g.members.clone())
+            .unwrap_or_default()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

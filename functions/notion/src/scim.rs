@@ -1,0 +1,643 @@
+//! Notion's SCIM 2.0 API (RFC 7644) as the [`Directory`] port: find, create and remove workspace
+//! members, and change Group membership in batches.
+
+use crate::http::{Api, Http, HttpError, Replay, Request};
+use crate::RetryPolicy;
+use enroll_core::config::{RemoveForm, ScimConfig};
+use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
+use enroll_core::ports::{Created, Directory, RateBudget, ScimUser};
+use enroll_core::Failure;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const NOTION_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:notion:2.0:User";
+pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// Enough to see whether a filter matched more than one member.
+const FIND_USER_COUNT: usize = 2;
+/// The most SCIM list endpoints return per page.
+const PAGE_SIZE: usize = 100;
+/// Stops a server that never reports an end from keeping a backfill paging forever.
+const MAX_PAGES: usize = 10_000;
+
+/// RFC 3986 unreserved characters stay; everything else is percent-encoded as UTF-8.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Percent-encodes a query value (or a path segment): `+` becomes `%2B` and a space `%20`, so
+/// neither can be read back as the other.
+pub fn encode_query_value(s: &str) -> String {
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
+}
+
+/// The inside of a SCIM filter string literal: RFC 7644 filters quote values as JSON strings,
+/// so `"` and `\` are backslash-escaped and control characters become `\uXXXX`. Whatever the
+/// input, the result cannot end the literal early.
+pub fn escape_filter_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => {
+                let mut units = [0u16; 2];
+                for u in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{u:04x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `userName eq "ada@example.com"`, unencoded; the address is lowercased as enroll stores it.
+pub fn user_filter(attr: &str, email: &str) -> String {
+    format!(
+        "{attr} eq \"{}\"",
+        escape_filter_value(&email.to_lowercase())
+    )
+}
+
+/// `displayName eq "Notion Mastery"`, unencoded; names keep their case.
+pub fn group_filter(display_name: &str) -> String {
+    format!("displayName eq \"{}\"", escape_filter_value(display_name))
+}
+
+/// The body of `POST /Users`.
+pub fn create_user_body(email: &BuyerEmail, name: Option<&str>) -> Value {
+    let mut body = json!({
+        "schemas": [USER_SCHEMA, NOTION_USER_SCHEMA],
+        "userName": email.as_str(),
+        "emails": [{"value": email.as_str(), "primary": true, "type": "work"}],
+        "active": true,
+    });
+    if let Some(name) = name_parts(name) {
+        body["name"] = name;
+    }
+    body
+}
+
+/// `formatted` as given (whitespace collapsed), the first word as `givenName` and the rest as
+/// `familyName`: checkout forms collect one free-text name, and this is how most SCIM clients
+/// split one.
+fn name_parts(name: Option<&str>) -> Option<Value> {
+    let words: Vec<&str> = name?.split_whitespace().collect();
+    let (given, family) = words.split_first()?;
+    let mut out = json!({"formatted": words.join(" "), "givenName": given});
+    if !family.is_empty() {
+        out["familyName"] = Value::from(family.join(" "));
+    }
+    Some(out)
+}
+
+/// One PATCH adding `users` to a Group.
+pub fn add_members_body(users: &[NotionUserId]) -> Value {
+    json!({
+        "schemas": [PATCH_OP_SCHEMA],
+        "Operations": [{"op": "add", "path": "members", "value": member_values(users)}],
+    })
+}
+
+/// One PATCH removing `users` from a Group in the configured form.
+///
+/// Refuses an empty list: under RFC 7644 section 3.5.2.2 a `remove` of `members` with no
+/// filter and no value removes every member, and a server that ignored an empty value list
+/// would do exactly that.
+pub fn remove_members_body(form: RemoveForm, users: &[NotionUserId]) -> Result<Value, Failure> {
+    if users.is_empty() {
+        return Err(Failure::permanent(
+            "refusing a Group remove with no members: it could empty the Group",
+        ));
+    }
+    let operations: Vec<Value> = match form {
+        RemoveForm::PathFilter => users
+            .iter()
+            .map(|u| {
+                json!({
+                    "op": "remove",
+                    "path": format!("members[value eq \"{}\"]", escape_filter_value(u.as_str())),
+                })
+            })
+            .collect(),
+        RemoveForm::ValueList => {
+            vec![json!({"op": "remove", "path": "members", "value": member_values(users)})]
+        }
+    };
+    Ok(json!({"schemas": [PATCH_OP_SCHEMA], "Operations": operations}))
+}
+
+fn member_values(users: &[NotionUserId]) -> Vec<Value> {
+    users.iter().map(|u| json!({"value": u.as_str()})).collect()
+}
+
+/// A user as a response shows it, with the addresses it was matched on.
+struct Listed {
+    user: ScimUser,
+    emails: Vec<String>,
+    has_user_name: bool,
+}
+
+impl Listed {
+    fn is(&self, email: &str) -> bool {
+        self.user.user_name.to_lowercase() == email
+            || self.emails.iter().any(|e| e.to_lowercase() == email)
+    }
+}
+
+/// Lenient: only `id` is required. `active` defaults to true and may be a string; `userName`
+/// falls back to the primary address; the role comes from Notion's extension.
+fn parse_user(v: &Value) -> Option<Listed> {
+    let id = match v.get("id")? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let id = NotionUserId::parse(&id).ok()?;
+    let emails: Vec<(String, bool)> = v
+        .get("emails")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let value = e.get("value")?.as_str()?.trim().to_owned();
+            Some((
+                value,
+                e.get("primary").and_then(Value::as_bool) == Some(true),
+            ))
+        })
+        .collect();
+    let user_name = v.get("userName").and_then(Value::as_str).map(str::to_owned);
+    let has_user_name = user_name.is_some();
+    let user_name = user_name
+        .or_else(|| emails.iter().find(|e| e.1).map(|e| e.0.clone()))
+        .or_else(|| emails.first().map(|e| e.0.clone()))
+        .unwrap_or_default();
+    let active = match v.get("active") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.eq_ignore_ascii_case("false"),
+        _ => true,
+    };
+    let role = v
+        .get(NOTION_USER_SCHEMA)
+        .and_then(|ext| ext.get("role"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Some(Listed {
+        user: ScimUser {
+            id,
+            user_name,
+            active,
+            role,
+        },
+        emails: emails.into_iter().map(|e| e.0).collect(),
+        has_user_name,
+    })
+}
+
+/// A ListResponse's `Resources` (absent when nothing matched) and `totalResults` (a number, or
+/// a numeric string from lax servers; the page length when missing).
+fn parse_list(body: &Value) -> (Vec<Value>, usize) {
+    let resources = body
+        .get("Resources")
+        .or_else(|| body.get("resources"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let total = match body.get("totalResults") {
+        Some(Value::Number(n)) => n.as_u64().map(|n| n as usize),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .unwrap_or(resources.len());
+    (resources, total)
+}
+
+/// The SCIM client. Build once per process; it holds one HTTP connection pool.
+///
+/// - Users are found with `GET /Users?filter=<attr> eq "<address>"&startIndex=1&count=2`: two
+///   results are enough to notice an ambiguous match, and only a member whose `userName` or an
+///   email equals the address is returned (never merely the first result).
+/// - `add_members` with no users sends nothing; `remove_members` with no users is refused as a
+///   permanent failure, since a remove without members is how a Group gets emptied.
+/// - Group PATCHes are retried after a 5xx (repeating them changes nothing); `POST /Users` is
+///   not, see [`Directory::create_user`] below.
+pub struct ScimClient {
+    http: Http,
+    filter_attribute: String,
+    remove_form: RemoveForm,
+    batch_size: usize,
+}
+
+impl ScimClient {
+    pub fn new(cfg: &ScimConfig, budget: Arc<dyn RateBudget>) -> Result<Self, Failure> {
+        let attr = &cfg.user_filter_attribute;
+        // The attribute goes into the filter unquoted, so it must be a bare attribute path.
+        if attr.is_empty() || !attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+            return Err(Failure::permanent(
+                "scim.user_filter_attribute must be a SCIM attribute name such as userName",
+            ));
+        }
+        Ok(Self {
+            http: Http::new(
+                Api::Scim,
+                &cfg.base_url,
+                &cfg.token,
+                cfg.timeout_secs,
+                Default::default(),
+                budget,
+            )?,
+            filter_attribute: attr.clone(),
+            remove_form: cfg.remove_form,
+            batch_size: cfg.batch_size.max(1),
+        })
+    }
+
+    /// Replaces the default [`RetryPolicy`].
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.http.set_policy(policy);
+        self
+    }
+
+    /// One page of workspace members (`startIndex` is 1-based, `count` at most 100) and the
+    /// total the server reports.
+    pub async fn list_users_page(
+        &self,
+        start_index: usize,
+        count: usize,
+    ) -> Result<(Vec<ScimUser>, usize), Failure> {
+        let (users, _, total) = self.users_page(start_index, count).await?;
+        Ok((users, total))
+    }
+
+    async fn users_page(
+        &self,
+        start_index: usize,
+        count: usize,
+    ) -> Result<(Vec<ScimUser>, usize, usize), Failure> {
+        let path = format!(
+            "/Users?startIndex={}&count={}",
+            start_index.max(1),
+            count.clamp(1, PAGE_SIZE)
+        );
+        let reply = self
+            .http
+            .send(Request::get(path, "/Users"))
+            .await
+            .map_err(|e| Failure::from(e).context("SCIM list users"))?;
+        let (resources, total) = parse_list(&reply.body);
+        let users = resources
+            .iter()
+            .filter_map(parse_user)
+            .map(|l| l.user)
+            .collect();
+        Ok((users, resources.len(), total))
+    }
+
+    /// Every workspace member, for the backfill and audit tools.
+    pub async fn list_all_users(&self) -> Result<Vec<ScimUser>, Failure> {
+        let mut all = Vec::new();
+        let mut start = 1;
+        for _ in 0..MAX_PAGES {
+            let (users, seen, total) = self.users_page(start, PAGE_SIZE).await?;
+            all.extend(users);
+            start += seen;
+            if seen == 0 || start > total {
+                break;
+            }
+        }
+        Ok(all)
+    }
+
+    /// The user ids in a Group.
+    #[tracing::instrument(name = "scim.group_members", skip_all, fields(group = %group))]
+    pub async fn group_members(&self, group: &GroupId) -> Result<Vec<NotionUserId>, Failure> {
+        let path = format!("/Groups/{}", encode_query_value(group.as_str()));
+        let reply = self
+            .http
+            .send(Request::get(path, "/Groups/{id}"))
+            .await
+            .map_err(|e| Failure::from(e).context("SCIM group members"))?;
+        Ok(reply
+            .body
+            .get("members")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| {
+                m.get("type")
+                    .and_then(Value::as_str)
+                    .is_none_or(|t| t.eq_ignore_ascii_case("user"))
+            })
+            .filter_map(|m| m.get("value")?.as_str())
+            .filter_map(|v| NotionUserId::parse(v).ok())
+            .collect())
+    }
+
+    /// Sends Group PATCHes of at most `batch_size` members each; a 413 splits the batch in two
+    /// until a single member is refused.
+    async fn patch_members(
+        &self,
+        group: &GroupId,
+        users: &[NotionUserId],
+        body: impl Fn(&[NotionUserId]) -> Result<Value, Failure>,
+        what: &str,
+    ) -> Result<(), Failure> {
+        let mut seen = HashSet::new();
+        let users: Vec<NotionUserId> = users
+            .iter()
+            .filter(|u| seen.insert(u.as_str()))
+            .cloned()
+            .collect();
+        let path = format!("/Groups/{}", encode_query_value(group.as_str()));
+        let mut pending: VecDeque<&[NotionUserId]> = users.chunks(self.batch_size).collect();
+        while let Some(batch) = pending.pop_front() {
+            let body = body(batch)?;
+            // Safe to repeat: adding a member twice or removing a non-member succeeds
+            // (RFC 7644 section 3.5.2), so a 5xx after the server acted does no harm.
+            let req = Request::with_body(Method::PATCH, path.clone(), "/Groups/{id}", &body)
+                .replay(Replay::Safe);
+            match self.http.send(req).await {
+                Ok(_) => {}
+                Err(e) if e.is(StatusCode::PAYLOAD_TOO_LARGE) && batch.len() > 1 => {
+                    let (a, b) = batch.split_at(batch.len() / 2);
+                    tracing::info!(from = batch.len(), to = a.len(), "413: splitting the batch");
+                    pending.push_front(b);
+                    pending.push_front(a);
+                }
+                Err(e) => return Err(Failure::from(e).context(what)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn lookup(&self, email: &BuyerEmail) -> Result<Option<ScimUser>, Failure> {
+        let filter = user_filter(&self.filter_attribute, email.as_str());
+        let path = format!(
+            "/Users?filter={}&startIndex=1&count={FIND_USER_COUNT}",
+            encode_query_value(&filter)
+        );
+        let reply = self
+            .http
+            .send(Request::get(path, "/Users?filter"))
+            .await
+            .map_err(|e| Failure::from(e).context("SCIM find user"))?;
+        let (resources, _) = parse_list(&reply.body);
+        let listed: Vec<Listed> = resources.iter().filter_map(parse_user).collect();
+        let wanted = email.as_str();
+        if let Some(i) = listed.iter().position(|l| l.is(wanted)) {
+            return Ok(Some(
+                listed
+                    .into_iter()
+                    .nth(i)
+                    .expect("position is in range")
+                    .user,
+            ));
+        }
+        match listed.as_slice() {
+            [] => Ok(None),
+            // Nothing to check the match against: trust the server's filter.
+            [only] if !only.has_user_name && only.emails.is_empty() => {
+                Ok(listed.into_iter().next().map(|l| l.user))
+            }
+            // Never hand back somebody else's account: a server ignoring the filter, or an
+            // attribute matching loosely, would otherwise grant this buyer's access to them.
+            _ => Err(Failure::permanent(format!(
+                "SCIM find user: {} member(s) matched {} eq <address> but none has this address; \
+                 check scim.user_filter_attribute",
+                listed.len(),
+                self.filter_attribute
+            ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Directory for ScimClient {
+    #[tracing::instrument(name = "scim.find_user", skip_all, fields(buyer = %email))]
+    async fn find_user(&self, email: &BuyerEmail) -> Result<Option<ScimUser>, Failure> {
+        self.lookup(email).await
+    }
+
+    #[tracing::instrument(name = "scim.get_user", skip_all, fields(user = %id))]
+    async fn get_user(&self, id: &NotionUserId) -> Result<Option<ScimUser>, Failure> {
+        let path = format!("/Users/{}", encode_query_value(id.as_str()));
+        match self.http.send(Request::get(path, "/Users/{id}")).await {
+            Ok(reply) => parse_user(&reply.body)
+                .map(|l| Some(l.user))
+                .ok_or_else(|| Failure::permanent("SCIM get user: the response holds no user id")),
+            Err(e) if e.is(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(Failure::from(e).context("SCIM get user")),
+        }
+    }
+
+    /// A POST is not repeated blindly: after a 5xx or a timeout the server may have created
+    /// the member, so the member is looked up first and the POST sent again only if absent
+    /// (a duplicate would at worst earn a 409, reported as [`Created::AlreadyExists`]).
+    #[tracing::instrument(name = "scim.create_user", skip_all, fields(buyer = %email))]
+    async fn create_user(
+        &self,
+        email: &BuyerEmail,
+        name: Option<&str>,
+    ) -> Result<Created, Failure> {
+        let body = create_user_body(email, name);
+        let policy = self.http.policy();
+        let mut attempt = 1;
+        loop {
+            let req = Request::with_body(Method::POST, "/Users".into(), "/Users", &body);
+            let error: HttpError = match self.http.send(req).await {
+                Ok(reply) => {
+                    return match parse_user(&reply.body) {
+                        Some(l) => Ok(Created::Created(l.user)),
+                        // Created, but the body does not say as whom: let the caller look up.
+                        None => Ok(Created::AlreadyExists),
+                    };
+                }
+                Err(e) if e.is(StatusCode::CONFLICT) => return Ok(Created::AlreadyExists),
+                Err(e) => e,
+            };
+            if !(error.maybe_applied && error.failure.is_retryable()) || attempt >= policy.attempts
+            {
+                return Err(error.failure.context("SCIM create user"));
+            }
+            tokio::time::sleep(self.http.backoff(attempt)).await;
+            match self.lookup(email).await {
+                Ok(Some(user)) => return Ok(Created::Created(user)),
+                Ok(None) => attempt += 1,
+                Err(_) => return Err(error.failure.context("SCIM create user")),
+            }
+        }
+    }
+
+    #[tracing::instrument(name = "scim.add_members", skip_all, fields(group = %group, n = users.len()))]
+    async fn add_members(&self, group: &GroupId, users: &[NotionUserId]) -> Result<(), Failure> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        self.patch_members(
+            group,
+            users,
+            |b| Ok(add_members_body(b)),
+            "SCIM add members",
+        )
+        .await
+    }
+
+    /// Refuses an empty list rather than sending nothing or, worse, a bare `members` remove.
+    #[tracing::instrument(name = "scim.remove_members", skip_all, fields(group = %group, n = users.len()))]
+    async fn remove_members(&self, group: &GroupId, users: &[NotionUserId]) -> Result<(), Failure> {
+        let form = self.remove_form;
+        remove_members_body(form, users)?;
+        self.patch_members(
+            group,
+            users,
+            |b| remove_members_body(form, b),
+            "SCIM remove members",
+        )
+        .await
+    }
+
+    #[tracing::instrument(name = "scim.find_group", skip_all)]
+    async fn find_group(&self, display_name: &str) -> Result<Option<GroupId>, Failure> {
+        let path = format!(
+            "/Groups?filter={}&excludedAttributes=members",
+            encode_query_value(&group_filter(display_name))
+        );
+        let reply = self
+            .http
+            .send(Request::get(path, "/Groups?filter"))
+            .await
+            .map_err(|e| Failure::from(e).context("SCIM find group"))?;
+        let (resources, _) = parse_list(&reply.body);
+        let groups: Vec<(GroupId, Option<&str>)> = resources
+            .iter()
+            .filter_map(|g| {
+                let id = GroupId::parse(g.get("id")?.as_str()?).ok()?;
+                Some((id, g.get("displayName").and_then(Value::as_str)))
+            })
+            .collect();
+        if let Some((id, _)) = groups.iter().find(|g| g.1 == Some(display_name)) {
+            return Ok(Some(id.clone()));
+        }
+        // displayName compares case-insensitively under RFC 7643; one such match is the Group.
+        let close: Vec<&GroupId> = groups
+            .iter()
+            .filter(|g| {
+                g.1.is_none_or(|n| n.to_lowercase() == display_name.to_lowercase())
+            })
+            .map(|g| &g.0)
+            .collect();
+        match close.as_slice() {
+            [] if groups.is_empty() => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            _ => Err(Failure::permanent(format!(
+                "SCIM find group: {} Groups returned for one displayName, none exactly {display_name:?}",
+                groups.len()
+            ))),
+        }
+    }
+
+    #[tracing::instrument(name = "scim.remove_user", skip_all, fields(user = %id))]
+    async fn remove_user(&self, id: &NotionUserId) -> Result<(), Failure> {
+        let path = format!("/Users/{}", encode_query_value(id.as_str()));
+        match self.http.send(Request::delete(path, "/Users/{id}")).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is(StatusCode::NOT_FOUND) => Ok(()),
+            Err(e) => Err(Failure::from(e).context("SCIM remove user")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_values_are_json_escaped() {
+        assert_eq!(escape_filter_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_filter_value("a\nb\u{7f}"), "a\\u000ab\\u007f");
+        assert_eq!(escape_filter_value("zoë"), "zoë");
+        assert_eq!(
+            user_filter("userName", r#"X" or userName pr "@Example.com"#),
+            r#"userName eq "x\" or username pr \"@example.com""#
+        );
+    }
+
+    #[test]
+    fn escaped_values_are_a_single_json_string() {
+        for raw in [
+            r#"x" or userName pr ""#,
+            "\\\"\\",
+            "a\u{0}b\u{1f}\"",
+            "ünï\\cødé",
+        ] {
+            let quoted = format!("\"{}\"", escape_filter_value(raw));
+            let back: String = serde_json::from_str(&quoted).unwrap();
+            assert_eq!(back, raw);
+        }
+    }
+
+    #[test]
+    fn query_values_keep_only_unreserved_characters() {
+        assert_eq!(
+            encode_query_value(r#"userName eq "a+b c@ü.de""#),
+            "userName%20eq%20%22a%2Bb%20c%40%C3%BC.de%22"
+        );
+        assert_eq!(encode_query_value("A-z_0.9~"), "A-z_0.9~");
+    }
+
+    #[test]
+    fn names_split_into_given_and_family() {
+        let e = BuyerEmail::parse("ada@example.com").unwrap();
+        let b = create_user_body(&e, Some("  Ada   King Lovelace "));
+        assert_eq!(
+            b["name"],
+            json!({"formatted": "Ada King Lovelace", "givenName": "Ada", "familyName": "King Lovelace"})
+        );
+        let b = create_user_body(&e, Some("Cher"));
+        assert_eq!(b["name"], json!({"formatted": "Cher", "givenName": "Cher"}));
+        assert!(create_user_body(&e, Some("  ")).get("name").is_none());
+        assert!(create_user_body(&e, None).get("name").is_none());
+    }
+
+    #[test]
+    fn an_empty_remove_is_refused_in_both_forms() {
+        for form in [RemoveForm::PathFilter, RemoveForm::ValueList] {
+            assert!(remove_members_body(form, &[]).unwrap_err().is_permanent());
+        }
+    }
+
+    #[test]
+    fn users_parse_leniently() {
+        let l = parse_user(&json!({"id": "u1"})).unwrap();
+        assert_eq!(l.user.user_name, "");
+        assert!(l.user.active);
+        let l = parse_user(&json!({
+            "id": "u2", "active": "false",
+            "emails": [{"value": "b@x.org"}, {"value": "a@x.org", "primary": true}],
+            NOTION_USER_SCHEMA: {"role": "membership_admin"}
+        }))
+        .unwrap();
+        assert_eq!(l.user.user_name, "a@x.org");
+        assert!(!l.user.active);
+        assert!(l.user.is_privileged());
+        assert!(parse_user(&json!({"userName": "no id"})).is_none());
+    }
+
+    #[test]
+    fn list_responses_parse_without_resources() {
+        assert_eq!(parse_list(&json!({"totalResults": 0})).1, 0);
+        assert_eq!(parse_list(&json!({})).0.len(), 0);
+        assert_eq!(
+            parse_list(&json!({"totalResults": "7", "Resources": [{}]})).1,
+            7
+        );
+    }
+}

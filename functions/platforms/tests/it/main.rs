@@ -1,0 +1,14 @@
+//! One integration-test binary for enroll-platforms: every platform's verification and
+//! normalisation against realistic fixtures, `sample` round trips, and a property test that
+//! nothing panics.
+
+mod common;
+mod gumroad;
+mod lemonsqueezy;
+mod paddle;
+mod properties;
+mod samples;
+mod shopify;
+mod standard;
+mod stripe;
+mod thrivecart;

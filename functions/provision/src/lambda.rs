@@ -1,0 +1,67 @@
+//! The provision Lambda: an SQS event source with partial batch responses.
+
+use crate::Provisioner;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use chrono::{DateTime, Utc};
+use enroll_aws::lambda_env::{batch_response, incoming, load_config, required};
+use enroll_aws::{DynamoStore, SqsDeadLetters, SqsQueue};
+use enroll_notion::scim::ScimClient;
+use lambda_runtime::{Error, LambdaEvent};
+use std::sync::Arc;
+
+/// Clients and configuration built once per cold start.
+pub struct Deps {
+    pub provisioner: Provisioner,
+    pub dead_letters: SqsDeadLetters,
+}
+
+impl Deps {
+    pub async fn from_env() -> Result<Self, Error> {
+        let sdk = enroll_aws::sdk_config().await;
+        let config = Arc::new(load_config(&sdk).await?);
+        let store = Arc::new(DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            required("ENROLL_TABLE")?,
+        ));
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let budget = enroll_notion::rate::from_config(&config.rate);
+        let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
+        let align = Arc::new(SqsQueue::new(
+            sqs.clone(),
+            required("ENROLL_ALIGN_QUEUE_URL")?,
+        ));
+        let dead_letters =
+            SqsDeadLetters::new(sqs, required("ENROLL_PROVISION_DLQ_URL")?, "provision");
+        Ok(Self {
+            provisioner: Provisioner::new(config, store.clone(), store, directory, align),
+            dead_letters,
+        })
+    }
+}
+
+/// The invocation's deadline, for idempotency claims that a crash must not leave stuck.
+pub fn deadline(ctx: &lambda_runtime::Context) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp_millis(ctx.deadline as i64).unwrap_or_else(Utc::now)
+}
+
+#[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, records = event.payload.records.len()))]
+pub async fn function_handler(
+    deps: &Deps,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
+    let messages = incoming(&event.payload);
+    let report = crate::batch::run(
+        &deps.provisioner,
+        &deps.dead_letters,
+        &messages,
+        deadline(&event.context),
+    )
+    .await;
+    tracing::info!(
+        succeeded = report.succeeded,
+        parked = report.parked,
+        failed = report.failed.len(),
+        "batch done"
+    );
+    Ok(batch_response(report.failed))
+}
