@@ -32,12 +32,16 @@ impl Journal {
         }
     }
 
-    /// Opens (or creates) the journal at `path`, replaying and compacting it. A torn last line,
-    /// left by a kill in the middle of a write, is ignored.
-    pub fn open(path: &Path) -> io::Result<Self> {
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
+    /// Reads the journal at `path` without taking it over: for reports while another process
+    /// (such as `enroll dev`) owns the file. Changes stay in memory.
+    pub fn open_read_only(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            tables: Self::replay(path)?,
+            file: None,
+        })
+    }
+
+    fn replay(path: &Path) -> io::Result<BTreeMap<String, BTreeMap<String, serde_json::Value>>> {
         let mut tables: BTreeMap<String, BTreeMap<String, serde_json::Value>> = BTreeMap::new();
         if path.exists() {
             for line in BufReader::new(File::open(path)?).lines() {
@@ -52,6 +56,16 @@ impl Journal {
                 };
             }
         }
+        Ok(tables)
+    }
+
+    /// Opens (or creates) the journal at `path`, replaying and compacting it. A torn last line,
+    /// left by a kill in the middle of a write, is ignored.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        let tables = Self::replay(path)?;
         let tmp = path.with_extension("compact");
         {
             let mut out = io::BufWriter::new(File::create(&tmp)?);

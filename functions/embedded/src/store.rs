@@ -36,6 +36,13 @@ impl FileStore {
         })
     }
 
+    /// Reads a store another process owns, without taking it over.
+    pub fn open_read_only(path: &Path) -> io::Result<Self> {
+        Ok(Self {
+            journal: Arc::new(Mutex::new(Journal::open_read_only(path)?)),
+        })
+    }
+
     pub fn in_memory() -> Self {
         Self {
             journal: Arc::new(Mutex::new(Journal::in_memory())),

@@ -65,6 +65,15 @@ impl Outcome {
     }
 }
 
+/// What one expiry pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExpiryReport {
+    pub reconciled: usize,
+    pub failed: usize,
+    pub groups_added: usize,
+    pub groups_removed: usize,
+}
+
 /// Resolves Group display names to ids once per process; ids from the catalog pass through.
 #[derive(Default)]
 pub struct GroupResolver {
@@ -228,6 +237,33 @@ impl Provisioner {
             },
             None => Ok(BuyerRecord::new(email.clone())),
         }
+    }
+
+    /// The expiry pass: reconciles every buyer whose access changes at or before `now` (a grant
+    /// ended, or a follow-on grant began). A buyer that fails is reported and retried on the
+    /// next pass, since their `next_change_at` stays due.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<ExpiryReport, Failure> {
+        let mut report = ExpiryReport::default();
+        for email in self.ledger.buyers_due(now).await? {
+            match self.reconcile(&email, now).await {
+                Ok(r) => {
+                    report.reconciled += 1;
+                    report.groups_added += r.added.len();
+                    report.groups_removed += r.removed.len();
+                }
+                Err(f) => {
+                    tracing::warn!(buyer = %email, reason = %f.reason, "expiry reconcile failed; retried next pass");
+                    report.failed += 1;
+                }
+            }
+        }
+        tracing::info!(
+            reconciled = report.reconciled,
+            failed = report.failed,
+            "expiry pass done"
+        );
+        Ok(report)
     }
 
     /// Makes one buyer's Groups in Notion match the ledger at `now`, and stores the result.

@@ -1,0 +1,431 @@
+//! `enroll`: run the pipeline locally, send sample webhooks, inspect buyers, and operate.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+use enroll_cli::runtime::{Options, Runtime};
+use enroll_cli::{config_file, demo, send, server, status};
+use enroll_core::event::EventKind;
+use enroll_core::ids::Platform;
+use enroll_embedded::queue::QueueSettings;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "enroll",
+    version,
+    about = "Checkout purchases become Notion workspace access."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    Purchase,
+    Refund,
+    Chargeback,
+    Cancel,
+}
+
+impl From<Kind> for EventKind {
+    fn from(k: Kind) -> Self {
+        match k {
+            Kind::Purchase => EventKind::Purchase,
+            Kind::Refund => EventKind::Refund,
+            Kind::Chargeback => EventKind::Chargeback,
+            Kind::Cancel => EventKind::Cancel,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook endpoint, queues, store and workers locally (and the Notion simulator
+    /// unless real SCIM and Notion tokens are configured).
+    Dev {
+        /// The configuration file; the commented example in infra/ when left out.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 8787)]
+        port: u16,
+        /// Where the store, the queues and the simulated workspace are kept.
+        #[arg(long, default_value = ".enroll")]
+        data_dir: PathBuf,
+        /// How often the expiry pass runs.
+        #[arg(long, default_value_t = 60)]
+        expire_every_secs: u64,
+    },
+    /// Sign and post a real-format sample webhook, as `stripe trigger` does.
+    Send {
+        #[arg(value_parser = parse_platform)]
+        platform: Platform,
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_enum, default_value = "purchase")]
+        kind: Kind,
+        /// The order a refund or cancellation refers to (a new one for purchases by default).
+        #[arg(long)]
+        order: Option<String>,
+        #[arg(long)]
+        event_id: Option<String>,
+        /// Where to post: the local endpoint by default.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Show a buyer's grants, Notion user id, Groups and sales record.
+    Status {
+        /// An email, an order id or a Notion user id.
+        query: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value = ".enroll")]
+        data_dir: PathBuf,
+        /// The local endpoint of a running `enroll dev`.
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        url: String,
+    },
+    /// Run the whole flow in one process with scripted events, and check the outcome.
+    Demo {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The simulated Notion request budget (requests per second).
+        #[arg(long, default_value_t = 25.0)]
+        rate: f64,
+    },
+    /// Run the Notion simulator alone.
+    Simulate {
+        #[arg(long, default_value_t = 8788)]
+        port: u16,
+        /// A JSON state to start from; by default the Groups and database of the configuration.
+        #[arg(long)]
+        seed: Option<PathBuf>,
+        /// Where to write the state on exit.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "simulated-scim-token")]
+        scim_token: String,
+        #[arg(long, default_value = "simulated-notion-token")]
+        notion_token: String,
+    },
+    /// Run the expiry pass once: grants that ended are revoked and follow-on grants begin.
+    Expire {
+        /// Pretend it is this moment (RFC 3339), e.g. to rehearse next year's expiry.
+        #[arg(long)]
+        now: Option<DateTime<Utc>>,
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        url: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".enroll")]
+        data_dir: PathBuf,
+    },
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    Platform::parse(s).ok_or_else(|| {
+        format!("unknown platform `{s}`: one of stripe, lemonsqueezy, paddle, shopify, gumroad, thrivecart, standard")
+    })
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev {
+            config,
+            port,
+            data_dir,
+            expire_every_secs,
+        } => {
+            init_tracing("info");
+            dev(config, port, data_dir, expire_every_secs).await
+        }
+        Command::Send {
+            platform,
+            product,
+            email,
+            name,
+            kind,
+            order,
+            event_id,
+            url,
+            config,
+        } => {
+            init_tracing("warn");
+            let config = config_file::load(config.as_deref())?;
+            let secret = send::signing_secret(&config, platform)?;
+            let sample = enroll_platforms::Sample {
+                kind: kind.into(),
+                product,
+                email,
+                name,
+                order_id: order,
+                event_id,
+            };
+            let url = url.unwrap_or_else(|| send::webhook_url("http://127.0.0.1:8787", platform));
+            let (status, body) =
+                send::post(&reqwest::Client::new(), &url, platform, &sample, &secret).await?;
+            println!("{status} {body}");
+            anyhow::ensure!(
+                (200..300).contains(&status),
+                "the endpoint refused the webhook"
+            );
+            Ok(())
+        }
+        Command::Status {
+            query,
+            json,
+            data_dir,
+            url,
+        } => {
+            init_tracing("warn");
+            let report = status_report(&query, &data_dir, &url).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                status::print(&report);
+            }
+            Ok(())
+        }
+        Command::Demo { json, config, rate } => {
+            init_tracing("warn");
+            let config = config_file::load(config.as_deref())?;
+            let report = demo::run(config, rate).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                demo::print(&report);
+            }
+            if report.checks.failed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Simulate {
+            port,
+            seed,
+            dump,
+            config,
+            scim_token,
+            notion_token,
+        } => {
+            init_tracing("info");
+            simulate(port, seed, dump, config, scim_token, notion_token).await
+        }
+        Command::Expire {
+            now,
+            url,
+            config,
+            data_dir,
+        } => {
+            init_tracing("warn");
+            expire(now, &url, config, data_dir).await
+        }
+    }
+}
+
+async fn dev(
+    config: Option<PathBuf>,
+    port: u16,
+    data_dir: PathBuf,
+    expire_every: u64,
+) -> anyhow::Result<()> {
+    let cfg = config_file::load(config.as_deref())?;
+    let rt = Runtime::start(Options {
+        config: cfg,
+        data_dir: Some(data_dir.clone()),
+        queues: QueueSettings::default(),
+        simulate: false,
+    })
+    .await?;
+    let (addr, _server) = server::serve(rt.clone(), ([127, 0, 0, 1], port).into()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = rt.spawn_workers(stop_rx);
+    println!(
+        "enroll dev: webhooks at http://{addr}/webhooks/{{platform}}; data in {}",
+        data_dir.display()
+    );
+    match &rt.simulator {
+        Some(sim) => println!(
+            "Notion simulator at http://{} (state saved in {})",
+            sim.addr(),
+            data_dir.display()
+        ),
+        None => println!("using the configured SCIM and Notion workspace"),
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(expire_every.max(1)));
+    let mut save = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                if let Err(e) = rt.expire(Utc::now()).await {
+                    tracing::warn!(error = %e, "expiry pass failed");
+                }
+            }
+            _ = save.tick() => {
+                if let Err(e) = rt.save_simulator() {
+                    tracing::warn!(error = %e, "could not save the simulator state");
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    rt.save_simulator()?;
+    println!("stopped; state kept in {}", data_dir.display());
+    Ok(())
+}
+
+async fn status_report(
+    query: &str,
+    data_dir: &std::path::Path,
+    url: &str,
+) -> anyhow::Result<status::StatusReport> {
+    // A running `enroll dev` owns the data directory and can also check the sales record.
+    let live = reqwest::Client::new()
+        .get(format!("{}/admin/status", url.trim_end_matches('/')))
+        .query(&[("q", query)])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    if let Ok(resp) = live {
+        if resp.status().is_success() {
+            return Ok(resp.json().await?);
+        }
+        anyhow::bail!("{}", resp.text().await.unwrap_or_default());
+    }
+    let path = data_dir.join("store.log");
+    anyhow::ensure!(
+        path.exists(),
+        "no enroll dev running at {url} and no data in {}",
+        data_dir.display()
+    );
+    let store = enroll_embedded::store::FileStore::open_read_only(&path)?;
+    let names = std::fs::read(enroll_cli::runtime::sim_state_path(data_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<enroll_simulator::SimState>(&b).ok())
+        .map(|s| {
+            s.groups
+                .into_iter()
+                .map(|g| (g.id, g.display_name))
+                .collect()
+        })
+        .unwrap_or_default();
+    let buyers = status::find_buyers(&store, query).await?;
+    Ok(status::StatusReport {
+        query: query.to_owned(),
+        buyers: buyers
+            .iter()
+            .map(|b| status::describe(&store, b, &names, Utc::now()))
+            .collect(),
+    })
+}
+
+async fn simulate(
+    port: u16,
+    seed: Option<PathBuf>,
+    dump: Option<PathBuf>,
+    config: Option<PathBuf>,
+    scim_token: String,
+    notion_token: String,
+) -> anyhow::Result<()> {
+    let state = match seed {
+        Some(p) => serde_json::from_slice(
+            &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
+        )?,
+        None => enroll_cli::seed::from_config(&config_file::load(config.as_deref())?),
+    };
+    let sim = enroll_simulator::start(
+        enroll_simulator::SimConfig {
+            scim_token,
+            notion_token,
+            rate_limit: None,
+            state,
+        },
+        ([127, 0, 0, 1], port).into(),
+    )
+    .await?;
+    println!("SCIM   {}", sim.scim_base_url());
+    println!("Notion {}", sim.notion_base_url());
+    println!(
+        "admin  http://{}/_sim/state (faults, rate limit, counters under /_sim/)",
+        sim.addr()
+    );
+    tokio::signal::ctrl_c().await?;
+    if let Some(p) = dump {
+        std::fs::write(&p, serde_json::to_vec_pretty(&sim.state())?)?;
+        println!("state written to {}", p.display());
+    }
+    sim.shutdown().await;
+    Ok(())
+}
+
+async fn expire(
+    now: Option<DateTime<Utc>>,
+    url: &str,
+    config: Option<PathBuf>,
+    data_dir: PathBuf,
+) -> anyhow::Result<()> {
+    let mut req =
+        reqwest::Client::new().post(format!("{}/admin/expire", url.trim_end_matches('/')));
+    if let Some(t) = now {
+        req = req.query(&[("now", t.to_rfc3339())]);
+    }
+    // A running `enroll dev` owns the data directory: ask it. Otherwise run the pass here.
+    if let Ok(resp) = req.timeout(Duration::from_secs(600)).send().await {
+        let ok = resp.status().is_success();
+        let text = resp.text().await.unwrap_or_default();
+        println!("{text}");
+        anyhow::ensure!(ok, "the expiry pass failed");
+        return Ok(());
+    }
+    let cfg = config_file::load(config.as_deref())?;
+    let rt = Runtime::start(Options {
+        config: cfg,
+        data_dir: Some(data_dir),
+        queues: QueueSettings::default(),
+        simulate: false,
+    })
+    .await?;
+    let report = rt.expire(now.unwrap_or_else(Utc::now)).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = rt.spawn_workers(stop_rx);
+    rt.settle(Duration::from_secs(300)).await;
+    let _ = stop_tx.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    rt.save_simulator()?;
+    println!("{}", serde_json::to_string(&report)?);
+    anyhow::ensure!(
+        report.failed == 0,
+        "{} buyers could not be reconciled; they stay due",
+        report.failed
+    );
+    Ok(())
+}
