@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Python tools the test suite drives, into project-local virtual environments.
+# Idempotent: a venv that already has the pinned versions is left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TOOLS="moto[server]==5.2.5 cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 checkov==3.3.30"
+SAM="aws-sam-cli==1.170.0"
+
+ensure_venv() {
+    local dir=$1 stamp=$1/.enroll-tools; shift
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$*" ]; then
+        return
+    fi
+    echo "installing into $dir: $*"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "$@"
+    echo "$*" > "$stamp"
+}
+
+# SAM CLI pins its own boto3, so it gets a venv of its own.
+ensure_venv .venv $TOOLS
+ensure_venv .venv-sam $SAM
