@@ -24,13 +24,13 @@ step "format"
 cargo fmt --all -- --check
 
 step "clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "tests"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --no-fail-fast
 
 step "template"
 bash infra/check-template.sh
 
 step "demo"
-cargo run --quiet --locked --bin enroll -- demo
+cargo run --quiet --bin enroll -- demo
