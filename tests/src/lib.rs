@@ -1,3 +1,4 @@
 //! End-to-end tests.
 
+pub mod lambda_watch;
 pub mod moto;
