@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Static checks of template.yaml, offline: SAM's own validation with its linter, cfn-lint, and
-# checkov's CloudFormation policies. Runs every check, then exits non-zero if any failed.
+# Static checks of template.yaml, offline: SAM's own validation with its linter, cfn-lint,
+# checkov's CloudFormation policies, and each function role's least privilege (check-iam.py).
+# Runs every check, then exits non-zero if any failed.
 #
 #   infra/check-template.sh            # from anywhere in the repo
 #   VENV=/path/to/venv SAM_VENV=/path/to/sam-venv infra/check-template.sh
@@ -47,6 +48,10 @@ run "cfn-lint" "$VENV/bin/cfn-lint" --format parseable "$template"
 # skipped checks (with the reasons in the template) are not listed.
 run "checkov" "$VENV/bin/checkov" -f "$template" --framework cloudformation \
     --quiet --compact --skip-download --output cli
+
+# Least privilege, per function (infra/check-iam.py), and proof that the check bites.
+run "iam least privilege" "$VENV/bin/python" infra/check-iam.py "$template"
+run "iam check self-test" "$VENV/bin/python" infra/check-iam.py --self-test "$template"
 
 if [ "${#failed[@]}" -gt 0 ]; then
     echo "check-template: failed: ${failed[*]}" >&2

@@ -1,4 +1,5 @@
 //! End-to-end tests.
 
+pub mod enroll_bin;
 pub mod lambda_watch;
 pub mod moto;

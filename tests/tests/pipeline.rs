@@ -1,19 +1,15 @@
 //! The embedded pipeline end to end: signed webhooks over HTTP, the embedded queues, provision
 //! and align, against the Notion simulator's state.
 
-use async_trait::async_trait;
 use chrono::Utc;
 use enroll_cli::runtime::{Options, Runtime};
 use enroll_cli::{config_file, send};
 use enroll_core::config::Config;
 use enroll_core::event::EventKind;
-use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId, OrderId, OrderKey, Platform};
-use enroll_core::ports::{Created, Directory, ScimUser};
-use enroll_core::Failure;
+use enroll_core::ids::{BuyerEmail, NotionUserId, OrderId, OrderKey, Platform};
 use enroll_embedded::queue::{QueueSettings, ATTR_EVENT_KEY, ATTR_REASON};
 use enroll_platforms::Sample;
 use enroll_simulator::{FaultAction, FaultRule, Faults, SimHandle};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -193,45 +189,6 @@ async fn a_duplicate_delivery_makes_no_second_scim_write() {
     assert_eq!(groups_of(&rt, "dup@example.com"), vec![FF.to_owned()]);
 }
 
-/// A directory whose first lookup misses: the race where someone else adds the member between
-/// enroll's lookup and its create, so the create answers 409.
-struct RacingDirectory {
-    inner: Arc<dyn Directory>,
-    missed: AtomicBool,
-}
-
-#[async_trait]
-impl Directory for RacingDirectory {
-    async fn find_user(&self, email: &BuyerEmail) -> Result<Option<ScimUser>, Failure> {
-        if !self.missed.swap(true, Ordering::SeqCst) {
-            return Ok(None);
-        }
-        self.inner.find_user(email).await
-    }
-    async fn get_user(&self, id: &NotionUserId) -> Result<Option<ScimUser>, Failure> {
-        self.inner.get_user(id).await
-    }
-    async fn create_user(
-        &self,
-        email: &BuyerEmail,
-        name: Option<&str>,
-    ) -> Result<Created, Failure> {
-        self.inner.create_user(email, name).await
-    }
-    async fn add_members(&self, group: &GroupId, users: &[NotionUserId]) -> Result<(), Failure> {
-        self.inner.add_members(group, users).await
-    }
-    async fn remove_members(&self, group: &GroupId, users: &[NotionUserId]) -> Result<(), Failure> {
-        self.inner.remove_members(group, users).await
-    }
-    async fn find_group(&self, name: &str) -> Result<Option<GroupId>, Failure> {
-        self.inner.find_group(name).await
-    }
-    async fn remove_user(&self, id: &NotionUserId) -> Result<(), Failure> {
-        self.inner.remove_user(id).await
-    }
-}
-
 #[tokio::test]
 async fn create_answering_409_still_ends_in_the_group() {
     let rt = runtime().await;
@@ -242,20 +199,9 @@ async fn create_answering_409_still_ends_in_the_group() {
     );
     sim(&rt).set_state(state);
 
-    let budget = enroll_notion::rate::from_config(&rt.config.rate);
-    let scim = enroll_notion::scim::ScimClient::new(&rt.config.scim, budget).unwrap();
-    let directory = Arc::new(RacingDirectory {
-        inner: Arc::new(scim),
-        missed: AtomicBool::new(false),
-    });
-    let store = Arc::new(enroll_embedded::store::FileStore::in_memory());
-    let p = provision::Provisioner::new(
-        rt.config.clone(),
-        store.clone(),
-        store,
-        directory,
-        rt.align_queue.clone(),
-    );
+    // A new buyer is created directly (one request); the member already exists, so the
+    // create answers 409 and enroll looks the member up instead.
+    let p = &rt.provisioner;
     let event = enroll_core::event::OrderEvent {
         key: enroll_core::ids::EventKey::parse("stripe:evt_409").unwrap(),
         kind: EventKind::Purchase,

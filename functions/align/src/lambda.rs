@@ -3,7 +3,7 @@
 use crate::Aligner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use enroll_aws::lambda_env::{batch_response, incoming, load_config, required};
-use enroll_aws::SqsDeadLetters;
+use enroll_aws::{DynamoRateBudget, SqsDeadLetters};
 use enroll_notion::sales::SalesClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
@@ -17,7 +17,13 @@ impl Deps {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = enroll_aws::sdk_config().await;
         let config = load_config(&sdk).await?;
-        let budget = enroll_notion::rate::from_config(&config.rate);
+        // The public API token's budget, shared by every concurrent align instance.
+        let budget = Arc::new(DynamoRateBudget::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            required("ENROLL_TABLE")?,
+            &config.notion.token,
+            &config.rate,
+        ));
         let sales = SalesClient::new(&config.notion, budget).map_err(|f| f.reason)?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         Ok(Self {

@@ -220,6 +220,47 @@ impl DynamoStore {
     }
 }
 
+/// Whole-ledger reads for the operator's audit and backfill: a paged Scan, never used by the
+/// pipeline, whose reads are all by key.
+impl DynamoStore {
+    async fn scan_kind<R: Record>(&self, sk: &str) -> Result<Vec<R>, Failure> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#sk = :sk")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":sk", s(sk))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Scan", e))?;
+            for item in out.items() {
+                found.push(R::from_item(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(found),
+            }
+        }
+    }
+
+    /// Every buyer record.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn all_buyers(&self) -> Result<Vec<BuyerRecord>, Failure> {
+        self.scan_kind(SK_BUYER).await
+    }
+
+    /// Every order record.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn all_orders(&self) -> Result<Vec<OrderRecord>, Failure> {
+        self.scan_kind(SK_ORDER).await
+    }
+}
+
 /// `attribute_not_exists(pk)` for a record never stored, `version = :v` otherwise.
 struct VersionCondition {
     expression: &'static str,

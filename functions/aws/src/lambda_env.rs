@@ -5,10 +5,10 @@
 //! |---|---|---|
 //! | `ENROLL_CONFIG` | all | the TOML configuration (catalog, platforms, Notion database) |
 //! | `ENROLL_SECRET_ID` | all | the Secrets Manager secret holding tokens and webhook secrets |
-//! | `ENROLL_TABLE` | provision | the DynamoDB table |
+//! | `ENROLL_TABLE` | provision, align, expire | the DynamoDB table (align keeps only its rate budget there) |
 //! | `ENROLL_PROVISION_QUEUE_URL` | ingest | where verified events go |
 //! | `ENROLL_PROVISION_DLQ_URL` | provision | where permanent failures are parked |
-//! | `ENROLL_ALIGN_QUEUE_URL` | provision | where align requests go |
+//! | `ENROLL_ALIGN_QUEUE_URL` | provision (expire: optional, unused) | where align requests go |
 //! | `ENROLL_ALIGN_DLQ_URL` | align | where permanent failures are parked |
 //! | `RUST_LOG` | all | log filter, default `info` |
 

@@ -6,6 +6,8 @@
 //! - `item` (internal): mapping between domain records and DynamoDB items.
 //! - [`sqs`]: [`SqsQueue`] (the next stage), [`SqsDeadLetters`] (parking a message with its
 //!   reason), and [`receive_batch`] / [`delete`] for the operator's DLQ list and replay.
+//! - [`rate`]: [`DynamoRateBudget`], the Notion request budget of one token shared by every
+//!   Lambda instance through one item of the table.
 //! - [`secrets`]: [`load_secrets`], the tokens and signing secrets, once per cold start.
 //! - [`error`]: [`AwsError`] and the one function that classifies SDK errors as transient or
 //!   permanent.
@@ -20,6 +22,7 @@
 //! | order | `order#<platform>#<order id>` | `order` | `doc` (S, the `OrderRecord` as JSON), `version` (N) |
 //! | buyer | `buyer#<email>` | `buyer` | `doc` (S, the `BuyerRecord` as JSON), `version` (N), and only while `next_change_at` is set: `due_pk` = `due` (S), `due_at` (S, RFC 3339 UTC, nanoseconds, sortable) |
 //! | identity index | `user#<Notion user id>` | `user` | `email` (S) |
+//! | rate budget | `rate#<short sha256 of the token>` | `rate` | `tokens` (N, negative while slots are reserved ahead), `refilled_at` (N, epoch µs), `blocked_until` (N, epoch µs), `version` (N) |
 //!
 //! The global secondary index `due` (partition `due_pk`, sort `due_at`, keys only) is sparse: it
 //! holds exactly the buyers whose access changes at some moment, and `buyers_due` queries
@@ -33,12 +36,14 @@ pub mod dynamo;
 pub mod error;
 mod item;
 pub mod lambda_env;
+pub mod rate;
 pub mod schema;
 pub mod secrets;
 pub mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use error::AwsError;
+pub use rate::DynamoRateBudget;
 pub use schema::create_table;
 pub use secrets::{load_secrets, SecretsDoc};
 pub use sqs::{delete, receive_batch, ReceiveOptions, ReceivedMessage, SqsDeadLetters, SqsQueue};

@@ -7,11 +7,23 @@
 //! - [`seed`]: a simulated workspace that matches a configuration (its Groups and database).
 //! - [`send`]: signed, real-format sample webhooks, as `stripe trigger` sends them.
 //! - [`demo`]: the scripted end-to-end demonstration and its checks.
+//! - [`link`]: `enroll link`, making a second email resolve to a buyer enroll already knows.
+//! - [`ops`]: the operator's tools: `dlq list|replay`, `backfill plan|apply`, `audit`, on the
+//!   embedded default or a deployed stack.
 //! - [`status`]: one buyer's grants, Notion user id, Groups and sales record.
+//! - [`chaos`]: `enroll chaos`, faults, duplicates, early refunds and hard kills of the worker
+//!   process, with the checks that nothing was lost or applied twice; and the hidden
+//!   `enroll worker` it kills.
 //! - [`config_file`]: loading the configuration file (the example in `infra/` by default).
+//! - [`bench`]: `enroll bench`, throughput against the simulator: ingest per core, provision
+//!   against the rate limit, backfill requests, and each function binary's start and memory.
 
+pub mod bench;
+pub mod chaos;
 pub mod config_file;
 pub mod demo;
+pub mod link;
+pub mod ops;
 pub mod runtime;
 pub mod seed;
 pub mod send;

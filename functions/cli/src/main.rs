@@ -132,6 +132,103 @@ enum Command {
         #[arg(long, default_value = ".enroll")]
         data_dir: PathBuf,
     },
+    /// Make a second email resolve to a buyer enroll already knows, so purchases with it reach
+    /// the same Notion member. Acts on DynamoDB when ENROLL_TABLE is set.
+    Link {
+        /// The second email (the one to link).
+        alias: String,
+        /// The email of the existing buyer.
+        existing: String,
+        /// Move the second email's own orders to the existing buyer (refused without it).
+        #[arg(long)]
+        merge: bool,
+        #[arg(long, env = "ENROLL_TABLE")]
+        table: Option<String>,
+        #[arg(long, default_value = "http://127.0.0.1:8787")]
+        url: String,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = ".enroll")]
+        data_dir: PathBuf,
+    },
+    #[command(flatten)]
+    Ops(enroll_cli::ops::OpsCommand),
+    /// Measure throughput against the Notion simulator: ingest per core, provision against the
+    /// rate limit, backfill requests, and each function binary's start time and memory.
+    Bench {
+        #[arg(long)]
+        json: bool,
+        /// New buyers provisioned.
+        #[arg(long, default_value_t = 1000)]
+        purchases: usize,
+        /// Existing members backfilled into three Groups.
+        #[arg(long, default_value_t = 10_000)]
+        members: usize,
+        /// The simulated Notion limit, which the budget is set to (requests per second).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Webhooks timed for ingest.
+        #[arg(long, default_value_t = 20_000)]
+        webhooks: usize,
+        /// Where the release binaries are (target/release by default).
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+        /// Skip starting the function binaries.
+        #[arg(long)]
+        skip_functions: bool,
+    },
+    /// Prove the pipeline survives: faults, duplicate and out-of-order deliveries, and hard
+    /// kills of the worker process, then a DLQ replay; exits non-zero if anything was lost or
+    /// applied twice.
+    Chaos {
+        #[arg(long, default_value_t = 200)]
+        events: usize,
+        /// Share of SCIM and Notion requests that fail (5xx, 429, timeouts, dropped connections).
+        #[arg(long, default_value_t = 0.2)]
+        fault_rate: f64,
+        /// Extra deliveries of events already sent, as a share of the events.
+        #[arg(long, default_value_t = 0.1)]
+        duplicates: f64,
+        /// Refunds delivered before their purchase, as a share of the events (as many again
+        /// arrive after their purchase).
+        #[arg(long, default_value_t = 0.05)]
+        early_refunds: f64,
+        /// Hard kills (SIGKILL) of the worker process mid-batch.
+        #[arg(long, default_value_t = 2)]
+        kills: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Keep the store and queues here (an empty directory) instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The longest each worker phase may take to drain the queues.
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
+    },
+    /// Only the provision and align workers on a data directory, against the configured SCIM
+    /// and Notion URLs: the process `enroll chaos` kills.
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 5000)]
+        visibility_ms: u64,
+        #[arg(long, default_value_t = 4)]
+        max_receives: u32,
+        #[arg(long, default_value_t = 5000)]
+        claim_ms: u64,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Exit when stdin closes, i.e. when the process that started this one ends.
+        #[arg(long)]
+        exit_with_parent: bool,
+    },
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -242,6 +339,119 @@ async fn main() -> anyhow::Result<()> {
         } => {
             init_tracing("warn");
             expire(now, &url, config, data_dir).await
+        }
+        Command::Link {
+            alias,
+            existing,
+            merge,
+            table,
+            url,
+            config,
+            data_dir,
+        } => {
+            init_tracing("warn");
+            let report = enroll_cli::link::run(enroll_cli::link::LinkArgs {
+                alias,
+                existing,
+                merge,
+                config: config_file::load(config.as_deref())?,
+                data_dir,
+                url,
+                table,
+            })
+            .await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Bench {
+            json,
+            purchases,
+            members,
+            rate,
+            webhooks,
+            bin_dir,
+            skip_functions,
+        } => {
+            init_tracing("error");
+            let report = enroll_cli::bench::run(&enroll_cli::bench::BenchOptions {
+                purchases,
+                members,
+                rate,
+                webhooks,
+                bin_dir,
+                skip_functions,
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                enroll_cli::bench::print(&report);
+            }
+            Ok(())
+        }
+        Command::Ops(cmd) => {
+            init_tracing("warn");
+            enroll_cli::ops::run(cmd).await
+        }
+        Command::Chaos {
+            events,
+            fault_rate,
+            duplicates,
+            early_refunds,
+            kills,
+            seed,
+            json,
+            config,
+            data_dir,
+            timeout_secs,
+        } => {
+            init_tracing("warn");
+            let report = enroll_cli::chaos::run(enroll_cli::chaos::ChaosOptions {
+                config: config_file::load(config.as_deref())?,
+                events,
+                fault_rate,
+                duplicates,
+                early_refunds,
+                kills,
+                seed,
+                enroll: std::env::current_exe().context("locating the enroll executable")?,
+                data_dir,
+                timeout: Duration::from_secs(timeout_secs),
+            })
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                enroll_cli::chaos::print(&report);
+            }
+            if !report.passed() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Worker {
+            config,
+            data_dir,
+            visibility_ms,
+            max_receives,
+            claim_ms,
+            concurrency,
+            exit_with_parent,
+        } => {
+            init_tracing("warn");
+            let settings = enroll_cli::chaos::WorkerSettings {
+                visibility: Duration::from_millis(visibility_ms),
+                max_receives,
+                claim: Duration::from_millis(claim_ms),
+                concurrency,
+            };
+            enroll_cli::chaos::worker(
+                config_file::load(Some(&config))?,
+                data_dir,
+                settings,
+                exit_with_parent,
+            )
+            .await
         }
     }
 }

@@ -157,6 +157,20 @@ impl Runtime {
 
     /// Receives and handles one batch from the provision queue; false when the queue was empty.
     pub async fn provision_once(&self, wait: Duration) -> anyhow::Result<bool> {
+        // The deadline a Lambda invocation would have: a claim left by a kill is taken over
+        // after it.
+        self.provision_once_claiming(wait, Duration::from_secs(60))
+            .await
+    }
+
+    /// [`Runtime::provision_once`] with the time an event's claim is held: a worker that is
+    /// killed leaves its claims to be taken over after `claim_for`, so a short claim (no longer
+    /// than the visibility timeout) lets the restarted worker resume at once.
+    pub async fn provision_once_claiming(
+        &self,
+        wait: Duration,
+        claim_for: Duration,
+    ) -> anyhow::Result<bool> {
         let dead = QueueDeadLetters {
             dlq: self.provision_dlq().clone(),
             source: "provision".into(),
@@ -166,9 +180,8 @@ impl Runtime {
         if msgs.is_empty() {
             return Ok(false);
         }
-        // The deadline a Lambda invocation would have: a claim left by a kill is taken over
-        // after it.
-        let deadline = Utc::now() + chrono::TimeDelta::seconds(60);
+        let deadline = Utc::now()
+            + chrono::TimeDelta::from_std(claim_for).unwrap_or(chrono::TimeDelta::seconds(60));
         let report =
             provision::batch::run(&self.provisioner, &dead, &incoming(&msgs), deadline).await;
         settle_batch(queue, &msgs, &report)?;

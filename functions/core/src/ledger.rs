@@ -12,7 +12,7 @@ use crate::ids::{
 };
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Follow-on chains longer than this are cut: the catalog forbids self-reference, this also
 /// stops a cycle through several products.
@@ -172,12 +172,22 @@ pub struct BuyerRecord {
     /// The managed Groups enroll last put this member in.
     #[serde(default)]
     pub applied_groups: BTreeSet<GroupId>,
+    /// Groups whose membership is uncertain until the given moment: a change was sent and its
+    /// answer lost (a timeout, a dropped connection), so Notion may still apply it late, even
+    /// after a later change. Each reconcile sends such Groups again (add if wanted, remove if
+    /// not), and the buyer is due again once the moment passes, to settle them for good.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending_groups: BTreeMap<GroupId, DateTime<Utc>>,
     /// The earliest future moment a grant starts or ends: when expiry must reconcile again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_change_at: Option<DateTime<Utc>>,
     /// Set when this email is an alias the seller linked to another buyer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias_of: Option<BuyerEmail>,
+    /// Whether enroll made this account a workspace member. Only such members are ever removed
+    /// from the workspace: someone who was a member before buying is not enroll's to remove.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub member_added: bool,
     #[serde(default)]
     pub version: u64,
 }
@@ -190,8 +200,10 @@ impl BuyerRecord {
             notion_user_id: None,
             orders: BTreeSet::new(),
             applied_groups: BTreeSet::new(),
+            pending_groups: BTreeMap::new(),
             next_change_at: None,
             alias_of: None,
+            member_added: false,
             version: 0,
         }
     }

@@ -6,7 +6,8 @@
 //! - [`store`]: [`store::FileStore`], the idempotency store and entitlement ledger on a journal,
 //!   with the same conditional-write rules as the DynamoDB adapter.
 //! - [`queue`]: [`queue::EmbeddedQueue`], a queue with SQS's receive / visibility timeout /
-//!   delete / redrive-to-DLQ semantics, and [`queue::QueueDeadLetters`] for parking messages.
+//!   delete / redrive-to-DLQ semantics, [`queue::QueueDeadLetters`] for parking messages, and
+//!   [`queue::replay`], which sends parked messages back to their source queue.
 
 pub mod journal;
 pub mod queue;

@@ -113,19 +113,40 @@ impl EmbeddedQueue {
         body: &str,
         attributes: BTreeMap<String, String>,
     ) -> io::Result<String> {
-        let id = self.next_key();
+        let msg = self.new_message(body, attributes);
+        self.lock().put(&self.name, &msg.id, &msg)?;
+        self.arrived.notify_waiters();
+        Ok(msg.id)
+    }
+
+    fn new_message(&self, body: &str, attributes: BTreeMap<String, String>) -> Message {
         let now = now_ms();
-        let msg = Message {
-            id: id.clone(),
+        Message {
+            id: self.next_key(),
             body: body.to_owned(),
             attributes,
             receive_count: 0,
             sent_at_ms: now,
             visible_at_ms: now,
-        };
-        self.lock().put(&self.name, &id, &msg)?;
-        self.arrived.notify_waiters();
-        Ok(id)
+        }
+    }
+
+    /// Parks `body` in `dlq` while this queue's journal is locked as `j`. A dead-letter queue
+    /// usually shares the journal, and its lock is not reentrant: taking it again here would
+    /// deadlock the receiving thread, so the write goes through the guard already held.
+    fn park_locked(
+        &self,
+        j: &mut Journal,
+        dlq: &EmbeddedQueue,
+        body: &str,
+        attributes: BTreeMap<String, String>,
+    ) -> io::Result<()> {
+        if Arc::ptr_eq(&self.journal, &dlq.journal) {
+            let msg = dlq.new_message(body, attributes);
+            j.put(&dlq.name, &msg.id, &msg)
+        } else {
+            dlq.send_with(body, attributes).map(drop)
+        }
     }
 
     /// Receives up to `max` visible messages, waiting up to `wait` for one to arrive. Messages
@@ -156,6 +177,7 @@ impl EmbeddedQueue {
         let mut j = self.lock();
         let mut got = Vec::new();
         let mut next_visible: Option<i64> = None;
+        let mut parked = false;
         for (key, mut msg) in j.all::<Message>(&self.name) {
             if got.len() >= max {
                 break;
@@ -176,8 +198,9 @@ impl EmbeddedQueue {
                     });
                     attrs.insert(ATTR_SOURCE.into(), self.name.clone());
                     // Into the DLQ first, then out of here: never lost, at worst briefly in both.
-                    dlq.send_with(&msg.body, attrs)?;
+                    self.park_locked(&mut j, dlq, &msg.body, attrs)?;
                     j.remove(&self.name, &key)?;
+                    parked = true;
                     continue;
                 }
             }
@@ -185,6 +208,12 @@ impl EmbeddedQueue {
             msg.visible_at_ms = now + self.settings.visibility.as_millis() as i64;
             j.put(&self.name, &key, &msg)?;
             got.push(msg);
+        }
+        drop(j);
+        if parked {
+            if let Some(dlq) = &self.dlq {
+                dlq.arrived.notify_waiters();
+            }
         }
         Ok((got, next_visible))
     }
@@ -221,6 +250,72 @@ impl EmbeddedQueue {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// One message a replay sent back to its source queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Its id in the dead-letter queue, now gone.
+    pub dlq_id: String,
+    /// Its id in the source queue: a replayed message is a new message, as on SQS.
+    pub new_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_key: Option<String>,
+}
+
+/// What [`replay`] moved and what it left parked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplaySummary {
+    pub moved: Vec<Replayed>,
+    /// Messages the filter or the limit left in the dead-letter queue.
+    pub kept: usize,
+}
+
+impl EmbeddedQueue {
+    /// Sends the parked message `id` back to `target` and only then deletes it here, so a crash
+    /// in between leaves it in both (provision and align are idempotent) and never in neither.
+    /// The `enroll.*` parking attributes stay behind: a message that fails again is parked with
+    /// its new reason. `None` when no message has this id.
+    pub fn redrive(&self, id: &str, target: &EmbeddedQueue) -> io::Result<Option<Replayed>> {
+        let Some(msg) = self.lock().get::<Message>(&self.name, id) else {
+            return Ok(None);
+        };
+        let attributes: BTreeMap<String, String> = msg
+            .attributes
+            .iter()
+            .filter(|(k, _)| !k.starts_with("enroll."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let new_id = target.send_with(&msg.body, attributes)?;
+        self.delete(id)?;
+        Ok(Some(Replayed {
+            dlq_id: msg.id,
+            new_id,
+            event_key: msg.attributes.get(ATTR_EVENT_KEY).cloned(),
+        }))
+    }
+}
+
+/// Sends the messages of `dlq` that `filter` selects back to `target`, oldest first, at most
+/// `limit` of them; each is deleted from `dlq` only once it is in `target`.
+pub fn replay(
+    dlq: &EmbeddedQueue,
+    target: &EmbeddedQueue,
+    filter: impl Fn(&Message) -> bool,
+    limit: Option<usize>,
+) -> io::Result<ReplaySummary> {
+    let mut summary = ReplaySummary::default();
+    for msg in dlq.peek() {
+        let wanted = filter(&msg) && limit.is_none_or(|n| summary.moved.len() < n);
+        if !wanted {
+            summary.kept += 1;
+            continue;
+        }
+        if let Some(r) = dlq.redrive(&msg.id, target)? {
+            summary.moved.push(r);
+        }
+    }
+    Ok(summary)
 }
 
 #[async_trait]
@@ -295,6 +390,38 @@ mod tests {
         let parked = dlq.peek();
         assert_eq!(parked.len(), 1);
         assert!(parked[0].attributes[ATTR_REASON].contains("maxReceiveCount"));
+    }
+
+    #[tokio::test]
+    async fn replay_moves_only_selected_messages_as_new_ones() {
+        let (q, dlq) = queues(5);
+        let attrs = |key: &str| {
+            BTreeMap::from([
+                (ATTR_REASON.to_owned(), "SCIM 503".to_owned()),
+                (ATTR_EVENT_KEY.to_owned(), key.to_owned()),
+            ])
+        };
+        dlq.send_with("a", attrs("stripe:a")).unwrap();
+        dlq.send_with("b", attrs("stripe:b")).unwrap();
+        let summary = replay(
+            &dlq,
+            &q,
+            |m| m.attributes.get(ATTR_EVENT_KEY).map(String::as_str) == Some("stripe:b"),
+            None,
+        )
+        .unwrap();
+        assert_eq!(summary.kept, 1);
+        assert_eq!(summary.moved.len(), 1);
+        assert_eq!(summary.moved[0].event_key.as_deref(), Some("stripe:b"));
+        let back = q.peek();
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].body, "b");
+        assert_eq!(back[0].receive_count, 0);
+        assert!(back[0].attributes.is_empty());
+        assert_eq!(dlq.peek()[0].body, "a");
+        let rest = replay(&dlq, &q, |_| true, Some(0)).unwrap();
+        assert!(rest.moved.is_empty());
+        assert_eq!(dlq.len(), 1);
     }
 
     #[tokio::test]

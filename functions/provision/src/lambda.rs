@@ -4,7 +4,7 @@ use crate::Provisioner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use enroll_aws::lambda_env::{batch_response, incoming, load_config, required};
-use enroll_aws::{DynamoStore, SqsDeadLetters, SqsQueue};
+use enroll_aws::{DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
 use enroll_notion::scim::ScimClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
@@ -19,12 +19,17 @@ impl Deps {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = enroll_aws::sdk_config().await;
         let config = Arc::new(load_config(&sdk).await?);
-        let store = Arc::new(DynamoStore::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            required("ENROLL_TABLE")?,
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let table = required("ENROLL_TABLE")?;
+        // Every concurrent instance spends the one budget of the SCIM token.
+        let budget = Arc::new(DynamoRateBudget::new(
+            dynamo.clone(),
+            &table,
+            &config.scim.token,
+            &config.rate,
         ));
+        let store = Arc::new(DynamoStore::new(dynamo, table));
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let budget = enroll_notion::rate::from_config(&config.rate);
         let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
         let align = Arc::new(SqsQueue::new(
             sqs.clone(),

@@ -5,12 +5,14 @@
 //!
 //! - [`Provisioner`]: the per-event pipeline and [`Provisioner::reconcile`], which the expiry pass
 //!   and the operator tools reuse.
+//! - [`link`]: [`Provisioner::link`], the seller's way to say two emails are one buyer.
 //! - [`batch`]: one queue batch with partial failures; permanent failures are parked in the
 //!   dead-letter queue with their reason, transient ones are left for redelivery.
 //! - [`lambda`]: the Lambda wiring (environment, secrets, SDK clients, `SqsEvent`).
 
 pub mod batch;
 pub mod lambda;
+pub mod link;
 
 use chrono::{DateTime, Utc};
 use enroll_core::catalog::GroupRef;
@@ -23,6 +25,9 @@ use enroll_core::ports::{Created, Directory, IdempotencyStore, LedgerStore, Queu
 use enroll_core::Failure;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+
+/// Links are followed this far; a longer chain can only come from a loop.
+const MAX_LINK_HOPS: usize = 4;
 
 /// What processing one event did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,10 +79,26 @@ pub struct ExpiryReport {
     pub groups_removed: usize,
 }
 
+/// The align queue of a caller that only reconciles (the expiry function, `enroll link`):
+/// reconciling never enqueues, so a send here is a wiring mistake and says so.
+pub struct ReconcileOnly;
+
+#[async_trait::async_trait]
+impl Queue for ReconcileOnly {
+    async fn send(&self, _body: &str) -> Result<(), Failure> {
+        Err(Failure::permanent(
+            "no align queue configured: this process only reconciles buyers",
+        ))
+    }
+}
+
 /// Resolves Group display names to ids once per process; ids from the catalog pass through.
 #[derive(Default)]
 pub struct GroupResolver {
     cache: Mutex<HashMap<String, GroupId>>,
+    /// One lookup at a time: the events of a batch run concurrently and would otherwise all
+    /// look up the same names on a cold start.
+    lookup: tokio::sync::Mutex<()>,
 }
 
 impl GroupResolver {
@@ -86,6 +107,15 @@ impl GroupResolver {
             GroupRef::Id(id) => return Ok(id.clone()),
             GroupRef::Name(n) => n,
         };
+        if let Some(id) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(id.clone());
+        }
+        let _one_lookup = self.lookup.lock().await;
         if let Some(id) = self
             .cache
             .lock()
@@ -129,7 +159,8 @@ impl Provisioner {
             config,
             idempotency,
             ledger,
-            directory,
+            // Inside a queue batch, adds to one Group become one PATCH (see `batch`).
+            directory: batch::coalescing(directory),
             align,
             groups: GroupResolver::default(),
         }
@@ -224,19 +255,22 @@ impl Provisioner {
         Ok(Outcome::Applied(reconciled))
     }
 
-    /// The buyer record for an email, following a seller-made link to the canonical buyer.
+    /// The buyer record for an email, following seller-made links to the canonical buyer.
     async fn buyer_record(&self, email: &BuyerEmail) -> Result<BuyerRecord, Failure> {
-        match self.ledger.buyer(email).await? {
-            Some(b) => match b.alias_of.clone() {
-                Some(canonical) => Ok(self
-                    .ledger
-                    .buyer(&canonical)
-                    .await?
-                    .unwrap_or_else(|| BuyerRecord::new(canonical))),
-                None => Ok(b),
-            },
-            None => Ok(BuyerRecord::new(email.clone())),
+        let mut email = email.clone();
+        for _ in 0..MAX_LINK_HOPS {
+            match self.ledger.buyer(&email).await? {
+                Some(BuyerRecord {
+                    alias_of: Some(canonical),
+                    ..
+                }) => email = canonical,
+                Some(b) => return Ok(b),
+                None => return Ok(BuyerRecord::new(email)),
+            }
         }
+        Err(Failure::permanent(
+            "buyer links form a loop or a chain too long to follow: fix them with `enroll link`",
+        ))
     }
 
     /// The expiry pass: reconciles every buyer whose access changes at or before `now` (a grant
@@ -288,14 +322,45 @@ impl Provisioner {
         for group in ledger::desired_groups(&orders, now) {
             desired.insert(self.groups.resolve(self.directory.as_ref(), &group).await?);
         }
-        let plan = GroupPlan::between(&buyer.applied_groups, &desired);
+        let mut plan = GroupPlan::between(&buyer.applied_groups, &desired);
+        for group in buyer.pending_groups.keys() {
+            if desired.contains(group) {
+                plan.add.insert(group.clone());
+            } else {
+                plan.remove.insert(group.clone());
+            }
+        }
         let mut done = Reconciled::default();
+        // Only a member enroll brought in is removed, and only on the change from some managed
+        // Groups to none: later events for a buyer without access do not call SCIM again.
         let leaving = desired.is_empty()
             && self.config.provision.deprovision == Deprovision::Remove
+            && buyer.member_added
             && !buyer.applied_groups.is_empty();
 
-        if !plan.add.is_empty() {
-            let user = self.ensure_member(buyer, &mut done).await?;
+        let user = if plan.add.is_empty() {
+            None
+        } else {
+            Some(self.ensure_member(buyer, &mut done).await?)
+        };
+        // Recorded before the PATCHes: a change whose answer is lost may still be applied by
+        // Notion later, even after a later change of the same membership. Until it must have
+        // landed, each reconcile sends the Group's wanted state again, and the expiry pass
+        // comes back once more after that moment (see `settled`).
+        let settled_before = buyer.pending_groups.clone();
+        let uncertain_until = Utc::now() + self.settle_window();
+        let mut touched: Vec<GroupId> = plan.add.iter().cloned().collect();
+        if buyer.notion_user_id.is_some() {
+            touched.extend(plan.remove.iter().cloned());
+        }
+        for group in &touched {
+            buyer.pending_groups.insert(group.clone(), uncertain_until);
+        }
+        if !touched.is_empty() {
+            buyer.next_change_at = earliest(ledger::next_change(&orders, now), uncertain_until);
+            buyer.version = self.ledger.put_buyer(buyer).await?;
+        }
+        if let Some(user) = user {
             for group in &plan.add {
                 self.directory
                     .add_members(group, std::slice::from_ref(&user))
@@ -323,6 +388,7 @@ impl Provisioner {
                     }
                     Some(_) => {
                         self.directory.remove_user(&user).await?;
+                        buyer.member_added = false;
                         done.removed_from_workspace = true;
                     }
                     None => {}
@@ -330,15 +396,31 @@ impl Provisioner {
             }
         }
         buyer.applied_groups = desired;
+        // What was sent now got its answer; what an earlier lost change may still overturn
+        // stays uncertain until its moment, and brings the buyer back then.
+        let after = Utc::now();
+        buyer.pending_groups = settled_before
+            .into_iter()
+            .filter(|(_, until)| *until > after)
+            .collect();
         buyer.next_change_at = ledger::next_change(&orders, now);
+        if let Some(until) = buyer.pending_groups.values().min() {
+            buyer.next_change_at = earliest(buyer.next_change_at, *until);
+        }
         done.user = buyer.notion_user_id.clone();
         buyer.version = self.ledger.put_buyer(buyer).await?;
         Ok(done)
     }
 
-    /// The buyer's Notion user id, creating the member when needed. A stored id is trusted
-    /// while enroll has Groups applied; a buyer coming back from no Groups is checked once, as
-    /// they may have been removed from the workspace.
+    /// How long Notion may still apply a change whose answer was lost: twice the time the
+    /// client waits for an answer.
+    fn settle_window(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::seconds(2 * self.config.scim.timeout_secs.max(1) as i64)
+    }
+
+    /// The buyer's Notion user id, adding the member when needed. A stored id comes first, as
+    /// it survives a change of email: it is trusted while enroll has Groups applied, and a
+    /// buyer coming back from no Groups is checked once, as they may have left the workspace.
     async fn ensure_member(
         &self,
         buyer: &mut BuyerRecord,
@@ -348,34 +430,61 @@ impl Provisioner {
             if !buyer.applied_groups.is_empty() {
                 return Ok(id.clone());
             }
-            if let Some(u) = self.directory.get_user(id).await? {
-                if u.active {
-                    return Ok(u.id);
+            match self.directory.get_user(id).await? {
+                Some(u) if u.active => return Ok(u.id),
+                // Deactivated: a POST with the account's current userName brings this same
+                // account back, even when its email changed since the buyer paid.
+                Some(u) => {
+                    if let Ok(current) = BuyerEmail::parse(&u.user_name) {
+                        return self.add_to_workspace(buyer, &current, done).await;
+                    }
                 }
+                None => {}
             }
         }
-        if let Some(u) = self.directory.find_user(&buyer.email).await? {
-            buyer.notion_user_id = Some(u.id.clone());
-            return Ok(u.id);
+        // A new buyer costs one request fewer when the member is asked for at once: POST
+        // answers 409 for an existing member, which add_to_workspace then looks up. Only when
+        // enroll may remove members later must it look first: a POST that succeeded for
+        // someone already a member would mark them as added by enroll.
+        if self.config.provision.deprovision == Deprovision::Keep {
+            let email = buyer.email.clone();
+            return self.add_to_workspace(buyer, &email, done).await;
         }
+        match self.directory.find_user(&buyer.email).await? {
+            Some(u) if u.active => {
+                buyer.notion_user_id = Some(u.id.clone());
+                Ok(u.id)
+            }
+            // Absent, or deactivated: POST adds the account (back) to the workspace.
+            _ => {
+                let email = buyer.email.clone();
+                self.add_to_workspace(buyer, &email, done).await
+            }
+        }
+    }
+
+    async fn add_to_workspace(
+        &self,
+        buyer: &mut BuyerRecord,
+        user_name: &BuyerEmail,
+        done: &mut Reconciled,
+    ) -> Result<NotionUserId, Failure> {
         let user = match self
             .directory
-            .create_user(&buyer.email, buyer.name.as_deref())
+            .create_user(user_name, buyer.name.as_deref())
             .await?
         {
             Created::Created(u) => {
                 done.created = true;
+                buyer.member_added = true;
                 u
             }
             Created::AlreadyExists => {
-                self.directory
-                    .find_user(&buyer.email)
-                    .await?
-                    .ok_or_else(|| {
-                        Failure::transient(
-                            "SCIM answered 409 on create but the member is not found yet",
-                        )
-                    })?
+                self.directory.find_user(user_name).await?.ok_or_else(|| {
+                    Failure::transient(
+                        "SCIM answered 409 on create but the member is not found yet",
+                    )
+                })?
             }
         };
         buyer.notion_user_id = Some(user.id.clone());
@@ -406,4 +515,8 @@ impl Provisioner {
             .await
             .map_err(|f| f.context("enqueue align"))
     }
+}
+
+fn earliest(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    Some(a.map_or(b, |a| a.min(b)))
 }

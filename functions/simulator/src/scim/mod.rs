@@ -258,8 +258,18 @@ impl ListParams {
             .into_iter()
             .skip(self.start_index - 1)
             .take(self.count)
-            .map(|r| projection.apply(r))
             .collect();
+        self.respond_page(total, page, projection)
+    }
+
+    /// The ListResponse for one page already cut out of `total` matches.
+    pub(crate) fn respond_page(
+        &self,
+        total: usize,
+        page: Vec<Value>,
+        projection: &Projection,
+    ) -> Response {
+        let page: Vec<Value> = page.into_iter().map(|r| projection.apply(r)).collect();
         let body = json!({
             "schemas": [LIST_URN],
             "totalResults": total,

@@ -117,11 +117,20 @@ pub(crate) fn leave_groups(state: &mut SimState, user_id: &str) {
 
 pub(crate) async fn list(State(sim): State<Sim>, ctx: Ctx) -> Result<Response, ScimError> {
     let params = ListParams::parse(&ctx, USER_URN, KNOWN)?;
-    let matched = sim
-        .state()
-        .users
-        .iter()
-        .filter(|u| !u.deleted)
+    let state = sim.state();
+    let members = state.users.iter().filter(|u| !u.deleted);
+    if params.filter.is_none() {
+        // Paging through a large workspace renders only the page asked for, so a page costs
+        // the same however many members there are.
+        let total = members.clone().count();
+        let page = members
+            .skip(params.start_index - 1)
+            .take(params.count)
+            .map(|u| user_json(u, &ctx.base))
+            .collect();
+        return Ok(params.respond_page(total, page, &ctx.projection()));
+    }
+    let matched = members
         .map(|u| user_json(u, &ctx.base))
         .filter(|v| params.keeps(v))
         .collect();

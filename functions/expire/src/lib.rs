@@ -1,0 +1,115 @@
+//! The expire function: an EventBridge schedule invokes it every few minutes, and it runs the
+//! same expiry pass as `enroll expire`. Buyers whose access changes at or before now (a grant
+//! ended, a follow-on grant such as alumni access began) are found through the table's sparse
+//! `due` index and reconciled like any other event.
+//!
+//! - [`Deps`]: the configuration, the DynamoDB store and the SCIM client (spending the SCIM
+//!   token's budget shared through the table), built once per cold start from `ENROLL_CONFIG`,
+//!   `ENROLL_SECRET_ID` and `ENROLL_TABLE`.
+//! - [`function_handler`]: one scheduled invocation; [`run_pass`] is the part a test drives with
+//!   any store and directory, at any moment.
+//!
+//! A buyer who cannot be reconciled stays due, so the next scheduled pass retries them; the
+//! invocation then ends in [`ExpireError::Incomplete`] so that the function's `Errors` metric,
+//! and its alarm, show passes that keep failing.
+
+use chrono::{DateTime, Utc};
+use enroll_aws::lambda_env::{load_config, required};
+use enroll_aws::{DynamoRateBudget, DynamoStore, SqsQueue};
+use enroll_core::ports::Queue;
+use enroll_notion::scim::ScimClient;
+use lambda_runtime::{Diagnostic, Error, LambdaEvent};
+use provision::{ExpiryReport, Provisioner, ReconcileOnly};
+use std::sync::Arc;
+
+/// Why a pass did not do all its work. Either way nothing is lost: due buyers stay due.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpireError {
+    /// The due buyers could not even be listed (table throttled or unreachable).
+    #[error("expiry pass failed: {0}")]
+    Failed(String),
+    /// Some buyers were reconciled, others failed and wait for the next pass.
+    #[error("{failed} due buyer(s) could not be reconciled ({reconciled} were); the next pass retries them")]
+    Incomplete { failed: usize, reconciled: usize },
+}
+
+impl From<ExpireError> for Diagnostic {
+    fn from(e: ExpireError) -> Self {
+        let kind = match e {
+            ExpireError::Failed(_) => "Retryable",
+            ExpireError::Incomplete { .. } => "Incomplete",
+        };
+        Diagnostic {
+            error_type: kind.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Clients and configuration built once per cold start.
+pub struct Deps {
+    pub provisioner: Provisioner,
+}
+
+impl Deps {
+    pub async fn from_env() -> Result<Self, Error> {
+        let sdk = enroll_aws::sdk_config().await;
+        let config = Arc::new(load_config(&sdk).await?);
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let table = required("ENROLL_TABLE")?;
+        // The pass spends the same SCIM token as provision, so it shares provision's budget.
+        let budget = Arc::new(DynamoRateBudget::new(
+            dynamo.clone(),
+            &table,
+            &config.scim.token,
+            &config.rate,
+        ));
+        let store = Arc::new(DynamoStore::new(dynamo, table));
+        let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
+        // Reconciling never asks align for anything (only purchases do), so the stack gives
+        // this function no queue and no SQS permission; the variable is honoured if set.
+        let align: Arc<dyn Queue> = match required("ENROLL_ALIGN_QUEUE_URL") {
+            Ok(url) => Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
+            Err(_) => Arc::new(ReconcileOnly),
+        };
+        Ok(Self {
+            provisioner: Provisioner::new(config, store.clone(), store, directory, align),
+        })
+    }
+}
+
+/// One expiry pass at `now`.
+pub async fn run_pass(
+    provisioner: &Provisioner,
+    now: DateTime<Utc>,
+) -> Result<ExpiryReport, ExpireError> {
+    let report = provisioner
+        .expire_due(now)
+        .await
+        .map_err(|f| ExpireError::Failed(f.to_string()))?;
+    if report.failed > 0 {
+        return Err(ExpireError::Incomplete {
+            failed: report.failed,
+            reconciled: report.reconciled,
+        });
+    }
+    Ok(report)
+}
+
+/// The scheduled invocation. The payload (an EventBridge `Scheduled Event`) is not read: the
+/// pass always runs at the current time, so a late or repeated invocation does the right thing
+/// and no payload can make access end early.
+#[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
+pub async fn function_handler(
+    deps: &Deps,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<ExpiryReport, ExpireError> {
+    let report = run_pass(&deps.provisioner, Utc::now()).await?;
+    tracing::info!(
+        reconciled = report.reconciled,
+        groups_added = report.groups_added,
+        groups_removed = report.groups_removed,
+        "expiry pass done"
+    );
+    Ok(report)
+}

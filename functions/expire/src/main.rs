@@ -1,0 +1,12 @@
+use expire::{function_handler, Deps};
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    enroll_aws::lambda_env::init_tracing();
+    let deps = Deps::from_env().await?;
+    run(service_fn(|event: LambdaEvent<_>| {
+        function_handler(&deps, event)
+    }))
+    .await
+}
