@@ -327,10 +327,15 @@ impl Drop for LambdaWatch {
             match self.wrapper.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if Instant::now() > deadline => {
-                    // The wrapper leads the group: its pid is the group id.
-                    let _ = Command::new("kill")
-                        .args(["-KILL", "--", &format!("-{}", self.wrapper.id())])
-                        .status();
+                    // The wrapper leads the group: its pid is the group id. Signal it directly:
+                    // procps `kill` given a group that no longer exists was seen signalling
+                    // every process; the system call just answers ESRCH.
+                    if let Ok(pgid) = i32::try_from(self.wrapper.id()) {
+                        // SAFETY: kill(2) takes plain integers and touches no memory.
+                        unsafe {
+                            libc::kill(-pgid, libc::SIGKILL);
+                        }
+                    }
                     let _ = self.wrapper.wait();
                     break;
                 }

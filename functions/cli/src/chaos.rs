@@ -128,7 +128,7 @@ pub struct ChaosReport {
     pub unaligned_buyers: usize,
     /// Notion user ids written into more than one sales record. Reported, not failed on:
     /// two align requests for one buyer at once, or a create whose answer was lost, can
-    /// each add a row (see infra/GUARANTEES.md).
+    /// each add a row (see the README, "Guarantees").
     pub duplicate_records: usize,
     pub drained: bool,
     pub seconds: f64,
