@@ -14,10 +14,9 @@
 //! and its alarm, show passes that keep failing.
 
 use chrono::{DateTime, Utc};
-use enroll_aws::lambda_env::{load_config, required};
-use enroll_aws::{DynamoRateBudget, DynamoStore, SqsQueue};
+use enroll_aws::lambda_env::required;
+use enroll_aws::SqsQueue;
 use enroll_core::ports::Queue;
-use enroll_notion::scim::ScimClient;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent};
 use provision::{ExpiryReport, Provisioner, ReconcileOnly};
 use std::sync::Arc;
@@ -54,26 +53,16 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = enroll_aws::sdk_config().await;
-        let config = Arc::new(load_config(&sdk).await?);
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-        let table = required("ENROLL_TABLE")?;
-        // The pass spends the same SCIM token as provision, so it shares provision's budget.
-        let budget = Arc::new(DynamoRateBudget::new(
-            dynamo.clone(),
-            &table,
-            &config.scim.token,
-            &config.rate,
-        ));
-        let store = Arc::new(DynamoStore::new(dynamo, table));
-        let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
         // Reconciling never asks align for anything (only purchases do), so the stack gives
         // this function no queue and no SQS permission; the variable is honoured if set.
         let align: Arc<dyn Queue> = match required("ENROLL_ALIGN_QUEUE_URL") {
             Ok(url) => Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
             Err(_) => Arc::new(ReconcileOnly),
         };
+        // The pass spends the same SCIM token as provision, so it is built the same way and
+        // shares provision's budget.
         Ok(Self {
-            provisioner: Provisioner::new(config, store.clone(), store, directory, align),
+            provisioner: provision::lambda::provisioner_from_env(&sdk, align).await?,
         })
     }
 }

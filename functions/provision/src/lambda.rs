@@ -5,6 +5,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use enroll_aws::lambda_env::{batch_response, incoming, load_config, required};
 use enroll_aws::{DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
+use enroll_core::ports::Queue;
 use enroll_notion::scim::ScimClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
@@ -18,19 +19,7 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = enroll_aws::sdk_config().await;
-        let config = Arc::new(load_config(&sdk).await?);
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-        let table = required("ENROLL_TABLE")?;
-        // Every concurrent instance spends the one budget of the SCIM token.
-        let budget = Arc::new(DynamoRateBudget::new(
-            dynamo.clone(),
-            &table,
-            &config.scim.token,
-            &config.rate,
-        ));
-        let store = Arc::new(DynamoStore::new(dynamo, table));
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
         let align = Arc::new(SqsQueue::new(
             sqs.clone(),
             required("ENROLL_ALIGN_QUEUE_URL")?,
@@ -38,10 +27,37 @@ impl Deps {
         let dead_letters =
             SqsDeadLetters::new(sqs, required("ENROLL_PROVISION_DLQ_URL")?, "provision");
         Ok(Self {
-            provisioner: Provisioner::new(config, store.clone(), store, directory, align),
+            provisioner: provisioner_from_env(&sdk, align).await?,
             dead_letters,
         })
     }
+}
+
+/// The provisioner on AWS, as the provision and expire functions both build it: the
+/// configuration, the DynamoDB store, and the SCIM client spending the one budget of the SCIM
+/// token that every concurrent instance shares through the table.
+pub async fn provisioner_from_env(
+    sdk: &aws_config::SdkConfig,
+    align: Arc<dyn Queue>,
+) -> Result<Provisioner, Error> {
+    let config = Arc::new(load_config(sdk).await?);
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let table = required("ENROLL_TABLE")?;
+    let budget = Arc::new(DynamoRateBudget::new(
+        dynamo.clone(),
+        &table,
+        &config.scim.token,
+        &config.rate,
+    ));
+    let store = Arc::new(DynamoStore::new(dynamo, table));
+    let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
+    Ok(Provisioner::new(
+        config,
+        store.clone(),
+        store,
+        directory,
+        align,
+    ))
 }
 
 /// The invocation's deadline, for idempotency claims that a crash must not leave stuck.
