@@ -546,13 +546,14 @@ async fn status_report(
                 .collect()
         })
         .unwrap_or_default();
-    let buyers = status::find_buyers(&store, query).await?;
+    let mut buyers = Vec::new();
+    for b in status::find_buyers(&store, query).await? {
+        let orders = status::orders_of(&store, &b).await?;
+        buyers.push(status::describe(&b, &orders, &names, Utc::now()));
+    }
     Ok(status::StatusReport {
         query: query.to_owned(),
-        buyers: buyers
-            .iter()
-            .map(|b| status::describe(&store, b, &names, Utc::now()))
-            .collect(),
+        buyers,
     })
 }
 

@@ -76,21 +76,26 @@ pub async fn find_buyers(store: &FileStore, query: &str) -> anyhow::Result<Vec<B
     Ok(out)
 }
 
+/// The buyer's own orders, read by key.
+pub async fn orders_of(store: &FileStore, b: &BuyerRecord) -> anyhow::Result<Vec<OrderRecord>> {
+    use enroll_core::ports::LedgerStore;
+    let keys: Vec<_> = b.orders.iter().cloned().collect();
+    store
+        .orders(&keys)
+        .await
+        .map_err(|f| anyhow::anyhow!(f.reason))
+}
+
 /// Describes one buyer from the ledger; `names` maps Group ids to display names.
 pub fn describe(
-    store: &FileStore,
     b: &BuyerRecord,
+    orders: &[OrderRecord],
     names: &BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> BuyerStatus {
-    let orders: Vec<OrderRecord> = store
-        .all_orders()
-        .into_iter()
-        .filter(|o| b.orders.contains(&o.order))
-        .collect();
     let mut grants = Vec::new();
     let mut unknown = Vec::new();
-    for o in &orders {
+    for o in orders {
         unknown.extend(o.unknown_items.iter().map(|i| i.as_str().to_owned()));
         for g in &o.grants {
             grants.push(GrantStatus {
@@ -139,7 +144,8 @@ pub async fn lookup(rt: &Runtime, query: &str, now: DateTime<Utc>) -> anyhow::Re
         .unwrap_or_default();
     let mut buyers = Vec::new();
     for b in find_buyers(&rt.store, query).await? {
-        let mut status = describe(&rt.store, &b, &names, now);
+        let orders = orders_of(&rt.store, &b).await?;
+        let mut status = describe(&b, &orders, &names, now);
         if let Some(user) = &b.notion_user_id {
             let found = rt.aligner.sales.find_by_email(&b.email).await;
             let mut written =

@@ -119,6 +119,21 @@ pub struct ReplayReport {
     pub failed: Vec<String>,
 }
 
+impl ReplayReport {
+    /// An empty report for one queue and method, filled in as messages move.
+    fn new(queue: Stage, dry_run: bool, method: &str) -> Self {
+        Self {
+            queue,
+            dry_run,
+            method: method.to_owned(),
+            moved: Vec::new(),
+            moved_count: 0,
+            kept: 0,
+            failed: Vec::new(),
+        }
+    }
+}
+
 /// What the body says about itself, for messages parked without attributes (SQS's own redrive
 /// after maxReceiveCount records no reason).
 fn describe_body(stage: Stage, body: &str) -> (Option<String>, Option<String>) {
@@ -328,15 +343,7 @@ async fn replay_embedded(
     bucket: Option<&TokenBucket>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ReplayReport> {
-    let mut report = ReplayReport {
-        queue: stage,
-        dry_run: req.dry_run,
-        method: "embedded".into(),
-        moved: Vec::new(),
-        moved_count: 0,
-        kept: 0,
-        failed: Vec::new(),
-    };
+    let mut report = ReplayReport::new(stage, req.dry_run, "embedded");
     for m in dlq.peek() {
         let parked = from_embedded(stage, &m, now);
         if !req.selection.matches(&parked) {
@@ -370,15 +377,7 @@ async fn replay_sqs(
     bucket: Option<&TokenBucket>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<ReplayReport> {
-    let mut report = ReplayReport {
-        queue: stage,
-        dry_run: req.dry_run,
-        method: "receive-send-delete".into(),
-        moved: Vec::new(),
-        moved_count: 0,
-        kept: 0,
-        failed: Vec::new(),
-    };
+    let mut report = ReplayReport::new(stage, req.dry_run, "receive-send-delete");
     let visibility = if req.dry_run {
         LIST_VISIBILITY_SECS
     } else {
@@ -497,13 +496,9 @@ async fn start_move_task(
             ));
         }
         return Ok(ReplayReport {
-            queue: Stage::Provision,
-            dry_run: false,
-            method: "move-task".into(),
-            moved: Vec::new(),
             moved_count: moved,
-            kept: 0,
             failed,
+            ..ReplayReport::new(Stage::Provision, false, "move-task")
         });
     }
 }
