@@ -84,6 +84,11 @@ pub struct ScimConfig {
     pub batch_size: usize,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
+    /// Notion's role for the members enroll creates (e.g. `restricted_member`), sent in Notion's
+    /// User extension. Left out, the create body carries the core schema only and the
+    /// workspace's default role applies; any RFC 7643 server accepts that body.
+    #[serde(default)]
+    pub role: Option<String>,
 }
 
 impl Default for ScimConfig {
@@ -95,6 +100,7 @@ impl Default for ScimConfig {
             remove_form: RemoveForm::default(),
             batch_size: default_batch_size(),
             timeout_secs: default_timeout_secs(),
+            role: None,
         }
     }
 }
