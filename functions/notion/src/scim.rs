@@ -72,15 +72,24 @@ pub fn group_filter(display_name: &str) -> String {
 }
 
 /// The body of `POST /Users`.
-pub fn create_user_body(email: &BuyerEmail, name: Option<&str>) -> Value {
+///
+/// `schemas` lists exactly the schemas the body carries (RFC 7643 section 3): the core User
+/// schema always, Notion's extension only with a `role` in it. A strict server refuses an
+/// extension URI with no attributes behind it ("Unknown extension schemas"), and Notion itself
+/// accepts the core schema alone.
+pub fn create_user_body(email: &BuyerEmail, name: Option<&str>, role: Option<&str>) -> Value {
     let mut body = json!({
-        "schemas": [USER_SCHEMA, NOTION_USER_SCHEMA],
+        "schemas": [USER_SCHEMA],
         "userName": email.as_str(),
         "emails": [{"value": email.as_str(), "primary": true, "type": "work"}],
         "active": true,
     });
     if let Some(name) = name_parts(name) {
         body["name"] = name;
+    }
+    if let Some(role) = role.map(str::trim).filter(|r| !r.is_empty()) {
+        body["schemas"] = json!([USER_SCHEMA, NOTION_USER_SCHEMA]);
+        body[NOTION_USER_SCHEMA] = json!({ "role": role });
     }
     body
 }
@@ -98,7 +107,8 @@ fn name_parts(name: Option<&str>) -> Option<Value> {
     Some(out)
 }
 
-/// One PATCH adding `users` to a Group.
+/// One PATCH adding `users` to a Group. Group PATCHes (the only ones enroll sends; it never
+/// PUTs) carry the PatchOp message schema alone, as RFC 7644 section 3.5.2 asks.
 pub fn add_members_body(users: &[NotionUserId]) -> Value {
     json!({
         "schemas": [PATCH_OP_SCHEMA],
@@ -234,6 +244,8 @@ pub struct ScimClient {
     filter_attribute: String,
     remove_form: RemoveForm,
     batch_size: usize,
+    /// Notion's role for new members; `None` sends the core User schema alone.
+    role: Option<String>,
 }
 
 impl ScimClient {
@@ -257,6 +269,12 @@ impl ScimClient {
             filter_attribute: attr.clone(),
             remove_form: cfg.remove_form,
             batch_size: cfg.batch_size.max(1),
+            role: cfg
+                .role
+                .as_deref()
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
         })
     }
 
@@ -447,7 +465,7 @@ impl Directory for ScimClient {
         email: &BuyerEmail,
         name: Option<&str>,
     ) -> Result<Created, Failure> {
-        let body = create_user_body(email, name);
+        let body = create_user_body(email, name, self.role.as_deref());
         let policy = self.http.policy();
         let mut attempt = 1;
         loop {
@@ -596,15 +614,15 @@ mod tests {
     #[test]
     fn names_split_into_given_and_family() {
         let e = BuyerEmail::parse("ada@example.com").unwrap();
-        let b = create_user_body(&e, Some("  Ada   King Lovelace "));
+        let b = create_user_body(&e, Some("  Ada   King Lovelace "), None);
         assert_eq!(
             b["name"],
             json!({"formatted": "Ada King Lovelace", "givenName": "Ada", "familyName": "King Lovelace"})
         );
-        let b = create_user_body(&e, Some("Cher"));
+        let b = create_user_body(&e, Some("Cher"), None);
         assert_eq!(b["name"], json!({"formatted": "Cher", "givenName": "Cher"}));
-        assert!(create_user_body(&e, Some("  ")).get("name").is_none());
-        assert!(create_user_body(&e, None).get("name").is_none());
+        assert!(create_user_body(&e, Some("  "), None).get("name").is_none());
+        assert!(create_user_body(&e, None, None).get("name").is_none());
     }
 
     #[test]

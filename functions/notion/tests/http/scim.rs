@@ -205,16 +205,160 @@ async fn create_user_posts_a_scim_user() {
     assert_eq!(
         seen[0].json(),
         json!({
-            "schemas": [
-                "urn:ietf:params:scim:schemas:core:2.0:User",
-                "urn:ietf:params:scim:schemas:extension:notion:2.0:User"
-            ],
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
             "userName": "ada+course@example.com",
             "name": {"formatted": "Ada Lovelace", "givenName": "Ada", "familyName": "Lovelace"},
             "emails": [{"value": "ada+course@example.com", "primary": true, "type": "work"}],
             "active": true
         })
     );
+}
+
+/// RFC 7643 section 3: `schemas` names the core schema and exactly the extensions whose
+/// attributes the body carries. Strict servers answer 400 "Unknown extension schemas" to an
+/// extension listed without attributes.
+fn assert_lists_only_what_it_carries(body: &Value) {
+    let schemas: Vec<&str> = body["schemas"]
+        .as_array()
+        .expect("schemas is a list")
+        .iter()
+        .map(|s| s.as_str().expect("a schema URI"))
+        .collect();
+    let core = [
+        "urn:ietf:params:scim:schemas:core:2.0:User",
+        "urn:ietf:params:scim:api:messages:2.0:PatchOp",
+    ];
+    assert_eq!(
+        schemas.iter().filter(|s| core.contains(s)).count(),
+        1,
+        "one core or message schema: {body}"
+    );
+    for s in schemas.iter().filter(|s| !core.contains(s)) {
+        let ext = body
+            .get(*s)
+            .unwrap_or_else(|| panic!("{s} listed, not carried: {body}"));
+        assert!(
+            ext.as_object().is_some_and(|o| !o.is_empty()),
+            "{s} listed with no attribute: {body}"
+        );
+    }
+    for key in body.as_object().unwrap().keys() {
+        if key.starts_with("urn:") {
+            assert!(
+                schemas.contains(&key.as_str()),
+                "{key} carried, not listed: {body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn create_user_sends_notions_extension_only_with_a_role() {
+    let created = || {
+        Answer::json(
+            201,
+            json!({"id": "u-new", "userName": "ada@example.com", "active": true}),
+        )
+    };
+    let server = Server::start(vec![created(), created()]).await;
+    client(&server)
+        .create_user(&email("ada@example.com"), None)
+        .await
+        .unwrap();
+    let cfg = ScimConfig {
+        role: Some("restricted_member".into()),
+        ..config(&server)
+    };
+    ScimClient::new(&cfg, budget())
+        .unwrap()
+        .create_user(&email("ada@example.com"), Some("Ada"))
+        .await
+        .unwrap();
+    let seen = server.seen();
+    let (plain, with_role) = (seen[0].json(), seen[1].json());
+    assert_eq!(
+        plain["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
+    assert!(plain
+        .get("urn:ietf:params:scim:schemas:extension:notion:2.0:User")
+        .is_none());
+    assert_eq!(
+        with_role["schemas"],
+        json!([
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+            "urn:ietf:params:scim:schemas:extension:notion:2.0:User"
+        ])
+    );
+    assert_eq!(
+        with_role["urn:ietf:params:scim:schemas:extension:notion:2.0:User"],
+        json!({"role": "restricted_member"})
+    );
+    assert_lists_only_what_it_carries(&plain);
+    assert_lists_only_what_it_carries(&with_role);
+}
+
+#[tokio::test]
+async fn a_blank_role_is_no_role() {
+    let server = Server::start(vec![Answer::json(
+        201,
+        json!({"id": "u-new", "userName": "ada@example.com"}),
+    )])
+    .await;
+    let cfg = ScimConfig {
+        role: Some("  ".into()),
+        ..config(&server)
+    };
+    ScimClient::new(&cfg, budget())
+        .unwrap()
+        .create_user(&email("ada@example.com"), None)
+        .await
+        .unwrap();
+    let body = server.seen()[0].json();
+    assert_eq!(
+        body["schemas"],
+        json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
+    );
+    assert_lists_only_what_it_carries(&body);
+}
+
+#[tokio::test]
+async fn group_patches_list_only_the_patch_op_schema() {
+    let server = Server::start(vec![
+        Answer::empty(204),
+        Answer::empty(204),
+        Answer::empty(204),
+    ])
+    .await;
+    let g = GroupId::parse("g1").unwrap();
+    client(&server)
+        .add_members(&g, &ids(&["u1", "u2"]))
+        .await
+        .unwrap();
+    client(&server)
+        .remove_members(&g, &ids(&["u1"]))
+        .await
+        .unwrap();
+    let cfg = ScimConfig {
+        remove_form: RemoveForm::ValueList,
+        ..config(&server)
+    };
+    ScimClient::new(&cfg, budget())
+        .unwrap()
+        .remove_members(&g, &ids(&["u2"]))
+        .await
+        .unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    for s in &seen {
+        assert_eq!(s.method, "PATCH", "enroll never PUTs a resource");
+        let body = s.json();
+        assert_eq!(
+            body["schemas"],
+            json!(["urn:ietf:params:scim:api:messages:2.0:PatchOp"])
+        );
+        assert_lists_only_what_it_carries(&body);
+    }
 }
 
 #[tokio::test]
