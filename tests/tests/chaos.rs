@@ -122,7 +122,7 @@ async fn drain(
 ) -> Result<usize> {
     let mut killed = 0;
     let mut idle = 0;
-    while idle < 8 {
+    while idle < 3 {
         let got = receive_batch(
             &pair.client,
             &pair.url,
@@ -134,7 +134,13 @@ async fn drain(
         )
         .await?;
         if got.is_empty() {
-            idle += 1;
+            // Retries wait out their backoff and deferred events their delay: the queue is
+            // drained only when nothing is visible, in flight or delayed.
+            if queue_is_empty(pair).await? {
+                idle += 1;
+            } else {
+                idle = 0;
+            }
             continue;
         }
         idle = 0;
@@ -143,6 +149,7 @@ async fn drain(
             .map(|m| Incoming {
                 id: m.message_id.clone(),
                 body: m.body.clone(),
+                receive_count: m.receive_count,
             })
             .collect();
         // A claim outlives the invocation by the visibility timeout at most, as on Lambda.
@@ -164,22 +171,39 @@ async fn drain(
             continue;
         }
         let report = task.await?;
+        // What the provision Lambda does with its report: deferred events sent again with a
+        // delay, retries brought back after the backoff, the rest acknowledged.
+        let failed = enroll_aws::lambda_env::settle(&pair.client, &pair.url, &got, &report).await;
         for m in &got {
-            if !report.failed.contains(&m.message_id) {
+            if !failed.contains(&m.message_id) {
                 delete(&pair.client, &pair.url, &m.receipt_handle).await?;
-            } else {
-                let wait = report.retry_after.map_or(1, |d| d.as_secs().max(1)) as i32;
-                pair.client
-                    .change_message_visibility()
-                    .queue_url(&pair.url)
-                    .receipt_handle(&m.receipt_handle)
-                    .visibility_timeout(wait)
-                    .send()
-                    .await?;
             }
         }
     }
     Ok(killed)
+}
+
+/// Whether the queue holds no message at all: visible, in flight or delayed.
+async fn queue_is_empty(pair: &moto::QueuePair) -> Result<bool> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = pair
+        .client
+        .get_queue_attributes()
+        .queue_url(&pair.url)
+        .attribute_names(A::All)
+        .send()
+        .await?;
+    let attrs = out.attributes.unwrap_or_default();
+    let n = |a: A| {
+        attrs
+            .get(&a)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Ok(n(A::ApproximateNumberOfMessages)
+        + n(A::ApproximateNumberOfMessagesNotVisible)
+        + n(A::ApproximateNumberOfMessagesDelayed)
+        == 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

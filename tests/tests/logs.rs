@@ -11,7 +11,7 @@ use enroll_cli::runtime::{Options, Runtime};
 use enroll_core::config::Config;
 use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
-use enroll_embedded::queue::QueueSettings;
+use enroll_core::timings::Timings;
 use enroll_platforms::Sample;
 use enroll_tests::enroll_bin;
 use std::io::Write;
@@ -192,10 +192,7 @@ fn the_pipeline_logs_no_part_of_a_webhook_body() {
         let runtime = Runtime::start(Options {
             config: config(),
             data_dir: None,
-            queues: QueueSettings {
-                visibility: Duration::from_secs(2),
-                max_receives: 3,
-            },
+            timings: Timings::quick(3),
             simulate: true,
         })
         .await

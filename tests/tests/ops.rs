@@ -19,8 +19,9 @@ use enroll_core::ids::{
 };
 use enroll_core::ledger::BuyerRecord;
 use enroll_core::ports::{DeadLetters, LedgerStore, ParkedReason};
+use enroll_core::timings::Timings;
 use enroll_embedded::journal::Journal;
-use enroll_embedded::queue::{QueueDeadLetters, QueueSettings};
+use enroll_embedded::queue::QueueDeadLetters;
 use enroll_simulator::{FaultAction, FaultRule, Faults, SimConfig, SimHandle, SimState, User};
 use enroll_tests::moto;
 use serde_json::{json, Value};
@@ -234,10 +235,7 @@ async fn replay_after_an_outage_completes_every_parked_event_exactly_once() -> R
     let rt = Runtime::start(Options {
         config: example_config(),
         data_dir: None,
-        queues: QueueSettings {
-            visibility: Duration::from_millis(200),
-            max_receives: 2,
-        },
+        timings: Timings::quick(2),
         simulate: true,
     })
     .await?;
@@ -294,8 +292,12 @@ async fn replay_after_an_outage_completes_every_parked_event_exactly_once() -> R
         w.await?;
     }
 
-    assert!(rt.provision_dlq().is_empty());
-    assert!(rt.align_dlq().is_empty());
+    assert!(
+        rt.provision_dlq().is_empty(),
+        "{:?}",
+        rt.provision_dlq().peek()
+    );
+    assert!(rt.align_dlq().is_empty(), "{:?}", rt.align_dlq().peek());
     let members: BTreeSet<String> = sim.group_members(NM_GROUP).into_iter().collect();
     assert_eq!(members.len(), 4);
     for e in &emails {

@@ -7,7 +7,8 @@ use enroll_cli::{config_file, send};
 use enroll_core::config::Config;
 use enroll_core::event::EventKind;
 use enroll_core::ids::{BuyerEmail, NotionUserId, OrderId, OrderKey, Platform};
-use enroll_embedded::queue::{QueueSettings, ATTR_EVENT_KEY, ATTR_REASON};
+use enroll_core::timings::Timings;
+use enroll_embedded::queue::{ATTR_EVENT_KEY, ATTR_REASON};
 use enroll_platforms::Sample;
 use enroll_simulator::{FaultAction, FaultRule, Faults, SimHandle};
 use std::sync::Arc;
@@ -27,10 +28,7 @@ async fn runtime() -> Arc<Runtime> {
     Runtime::start(Options {
         config: config(),
         data_dir: None,
-        queues: QueueSettings {
-            visibility: Duration::from_secs(5),
-            max_receives: 4,
-        },
+        timings: Timings::default(),
         simulate: true,
     })
     .await

@@ -2,8 +2,8 @@
 
 use crate::Aligner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use enroll_aws::lambda_env::{batch_response, incoming, load_config, required};
-use enroll_aws::{DynamoRateBudget, SqsDeadLetters};
+use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
+use enroll_aws::{DynamoRateBudget, DynamoStore, SqsDeadLetters};
 use enroll_notion::sales::SalesClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
@@ -11,6 +11,9 @@ use std::sync::Arc;
 pub struct Deps {
     pub aligner: Aligner,
     pub dead_letters: SqsDeadLetters,
+    pub sqs: aws_sdk_sqs::Client,
+    /// This function's own queue: requests deferred behind a buyer's lease are sent here again.
+    pub queue_url: String,
 }
 
 impl Deps {
@@ -18,17 +21,27 @@ impl Deps {
         let sdk = enroll_aws::sdk_config().await;
         let config = load_config(&sdk).await?;
         // The public API token's budget, shared by every concurrent align instance.
+        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+        let table = required("ENROLL_TABLE")?;
         let budget = Arc::new(DynamoRateBudget::new(
-            aws_sdk_dynamodb::Client::new(&sdk),
-            required("ENROLL_TABLE")?,
+            dynamo.clone(),
+            &table,
             &config.notion.token,
             &config.rate,
         ));
+        // Per-buyer leases live beside the event keys, under the same claim rules.
+        let leases = Arc::new(DynamoStore::new(dynamo, table));
         let sales = SalesClient::new(&config.notion, budget).map_err(|f| f.reason)?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         Ok(Self {
-            aligner: Aligner::new(Arc::new(sales)),
-            dead_letters: SqsDeadLetters::new(sqs, required("ENROLL_ALIGN_DLQ_URL")?, "align"),
+            aligner: Aligner::new(Arc::new(sales), leases),
+            dead_letters: SqsDeadLetters::new(
+                sqs.clone(),
+                required("ENROLL_ALIGN_DLQ_URL")?,
+                "align",
+            ),
+            sqs,
+            queue_url: required("ENROLL_ALIGN_QUEUE_URL")?,
         })
     }
 }
@@ -44,7 +57,8 @@ pub async fn function_handler(
         succeeded = report.succeeded,
         parked = report.parked,
         failed = report.failed.len(),
+        deferred = report.deferred.len(),
         "batch done"
     );
-    Ok(batch_response(report.failed))
+    Ok(settle_batch(&deps.sqs, &deps.queue_url, &event.payload, &report).await)
 }

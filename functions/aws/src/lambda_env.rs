@@ -6,9 +6,9 @@
 //! | `ENROLL_CONFIG` | all | the TOML configuration (catalog, platforms, Notion database) |
 //! | `ENROLL_SECRET_ID` | all | the Secrets Manager secret holding tokens and webhook secrets |
 //! | `ENROLL_TABLE` | provision, align, expire | the DynamoDB table (align keeps only its rate budget there) |
-//! | `ENROLL_PROVISION_QUEUE_URL` | ingest | where verified events go |
+//! | `ENROLL_PROVISION_QUEUE_URL` | ingest, provision | where verified events go (provision: where a deferred event is sent again) |
 //! | `ENROLL_PROVISION_DLQ_URL` | provision | where permanent failures are parked |
-//! | `ENROLL_ALIGN_QUEUE_URL` | provision (expire: optional, unused) | where align requests go |
+//! | `ENROLL_ALIGN_QUEUE_URL` | provision, align (expire: optional, unused) | where align requests go (align: where a deferred request is sent again) |
 //! | `ENROLL_ALIGN_DLQ_URL` | align | where permanent failures are parked |
 //! | `RUST_LOG` | all | log filter, default `info` |
 
@@ -63,8 +63,105 @@ pub fn incoming(event: &aws_lambda_events::sqs::SqsEvent) -> Vec<enroll_core::ba
         .map(|r| enroll_core::batch::Incoming {
             id: r.message_id.clone().unwrap_or_default(),
             body: r.body.clone().unwrap_or_default(),
+            receive_count: r
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
         })
         .collect()
+}
+
+/// The records of an SQS event as received messages (the form [`settle`] takes).
+pub fn received(event: &aws_lambda_events::sqs::SqsEvent) -> Vec<crate::sqs::ReceivedMessage> {
+    event
+        .records
+        .iter()
+        .map(|r| crate::sqs::ReceivedMessage {
+            message_id: r.message_id.clone().unwrap_or_default(),
+            receipt_handle: r.receipt_handle.clone().unwrap_or_default(),
+            body: r.body.clone().unwrap_or_default(),
+            receive_count: r
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
+            sent_at: None,
+            attributes: Default::default(),
+        })
+        .collect()
+}
+
+/// The partial batch response of a Lambda SQS handler, after [`settle`].
+pub async fn settle_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    event: &aws_lambda_events::sqs::SqsEvent,
+    report: &enroll_core::batch::BatchReport,
+) -> aws_lambda_events::sqs::SqsBatchResponse {
+    batch_response(settle(sqs, queue_url, &received(event), report).await)
+}
+
+/// Settles what the batch runner could not settle by acknowledging, and returns the ids to
+/// report as batch item failures (everything else is acknowledged, i.e. deleted):
+///
+/// - a *deferred* message (its key held by another invocation) is sent again to `queue_url`
+///   with a delay of the claim's remaining time plus the margin, and acknowledged: a new
+///   message starts with a receive count of 0, so waiting for a claim never counts towards
+///   `maxReceiveCount` (ChangeMessageVisibility could not do that: every receive counts). If
+///   the send fails, the message stays a batch item failure and comes back after that delay;
+/// - a *transient* failure comes back after the stage's backoff (ChangeMessageVisibility),
+///   not after the whole visibility timeout, and is reported as a batch item failure.
+///
+/// A visibility change that fails only means the queue's own visibility timeout applies.
+pub async fn settle(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    messages: &[crate::sqs::ReceivedMessage],
+    report: &enroll_core::batch::BatchReport,
+) -> Vec<String> {
+    let find = |id: &str| messages.iter().find(|m| m.message_id == id);
+    let mut failed = report.failed.clone();
+    for d in &report.deferred {
+        let Some(m) = find(&d.id) else { continue };
+        let delay = d.delay.min(enroll_core::timings::MAX_SQS_DELAY);
+        let sent = sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(&m.body)
+            .delay_seconds(delay.as_secs().max(1) as i32)
+            .send()
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %crate::error::classify("SendMessage", e), "could not defer by sending again; the message comes back instead");
+            change_visibility(sqs, queue_url, m, delay).await;
+            failed.push(d.id.clone());
+        }
+    }
+    for retry in &report.retries {
+        if let Some(m) = find(&retry.id) {
+            change_visibility(sqs, queue_url, m, retry.delay).await;
+        }
+    }
+    failed
+}
+
+async fn change_visibility(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    m: &crate::sqs::ReceivedMessage,
+    after: std::time::Duration,
+) {
+    let changed = sqs
+        .change_message_visibility()
+        .queue_url(queue_url)
+        .receipt_handle(&m.receipt_handle)
+        .visibility_timeout(after.as_secs().max(1) as i32)
+        .send()
+        .await;
+    if let Err(e) = changed {
+        tracing::warn!(error = %crate::error::classify("ChangeMessageVisibility", e), "could not shorten the retry wait; the queue's visibility timeout applies");
+    }
 }
 
 /// The partial batch response naming only the messages that must come back.

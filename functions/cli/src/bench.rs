@@ -357,6 +357,7 @@ fn purchase_event(i: usize, product: &str) -> OrderEvent {
 
 fn incoming(i: usize, body: String) -> Incoming {
     Incoming {
+        receive_count: 1,
         id: format!("msg-{i}"),
         body,
     }

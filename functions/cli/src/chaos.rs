@@ -4,12 +4,13 @@
 //! The driver (this process) starts the Notion simulator, signs every webhook of a seeded plan
 //! (purchases across products and platforms, refunds before and after their purchases,
 //! duplicate deliveries) and posts it to the local endpoint, which queues it in a data
-//! directory. It then runs the provision and align workers in a child process
-//! (`enroll worker`), makes the simulator fault a share of requests, and kills the child with
-//! SIGKILL in the middle of batches, restarting it each time. The embedded journals have one
-//! writer, so while a child runs the driver only reads the data directory. Once the queues
-//! drain it checks the outcome, stops the faults, replays the dead-letter queues, runs the
-//! workers again and checks once more.
+//! directory. It then runs `enroll dev` itself as a child process, with the shipped timings
+//! (claim, visibility, receive limit, backoff: [`enroll_core::timings::SHIPPED`]) and the
+//! shipped worker count, exactly as a seller runs it; makes the simulator fault a share of
+//! requests; and kills the child with SIGKILL in the middle of batches, restarting it on the
+//! same data directory each time. The embedded journals have one writer, so while a child runs
+//! the driver only reads the data directory. Once the queues drain it checks the outcome, stops
+//! the faults, replays the dead-letter queues, runs `enroll dev` again and checks once more.
 
 use crate::runtime::{Options, Runtime};
 use crate::send;
@@ -21,6 +22,7 @@ use enroll_core::event::{AlignRequest, EventKind, OrderEvent};
 use enroll_core::idempotency::Status;
 use enroll_core::ids::{BuyerEmail, Platform};
 use enroll_core::ledger::{self, OrderRecord};
+use enroll_core::timings;
 use enroll_embedded::journal::Journal;
 use enroll_embedded::queue::{self, EmbeddedQueue, Message, QueueSettings, ATTR_REASON};
 use enroll_embedded::store::FileStore;
@@ -28,9 +30,8 @@ use enroll_platforms::Sample;
 use enroll_simulator::{FaultAction, FaultRule, Faults, PropertyValue, SimConfig, SimHandle};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -41,28 +42,6 @@ const PROVISION: &str = "provision";
 const ALIGN: &str = "align";
 const PROVISION_DLQ: &str = "provision-dlq";
 const ALIGN_DLQ: &str = "align-dlq";
-
-/// How the worker child runs its queues. Visibility and the claim are equal: a killed batch
-/// comes back, and its claims can be taken over, after the same short wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerSettings {
-    pub visibility: Duration,
-    pub max_receives: u32,
-    pub claim: Duration,
-    /// Batches handled at once per stage, as Lambda runs several instances.
-    pub concurrency: usize,
-}
-
-impl WorkerSettings {
-    /// Transient faults mostly succeed on a later receive; an event unlucky several times in a
-    /// row reaches the dead-letter queue, which is what the replay half of the run is for.
-    pub const CHAOS: Self = Self {
-        visibility: Duration::from_secs(5),
-        max_receives: 4,
-        claim: Duration::from_secs(5),
-        concurrency: 2,
-    };
-}
 
 /// What `enroll chaos` runs.
 pub struct ChaosOptions {
@@ -126,10 +105,12 @@ pub struct ChaosReport {
     pub ledger_disagreements: usize,
     /// Buyers with access whose sales record lacks their Notion user id.
     pub unaligned_buyers: usize,
-    /// Notion user ids written into more than one sales record. Reported, not failed on:
-    /// two align requests for one buyer at once, or a create whose answer was lost, can
-    /// each add a row (see the README, "Guarantees").
+    /// Notion user ids written into more than one sales record: must be 0 (align holds a
+    /// lease per buyer, and looks before it repeats a create whose answer was lost).
     pub duplicate_records: usize,
+    /// Events parked only because a killed process held their claim (the receive limit
+    /// reached while waiting for it, or the queue's never-settled backstop): must be 0.
+    pub parked_by_crash: usize,
     pub drained: bool,
     pub seconds: f64,
 }
@@ -149,6 +130,8 @@ impl ChaosReport {
             && self.mismatched_before_replay == 0
             && self.unaligned_buyers == 0
             && self.unexpected_exits == 0
+            && self.duplicate_records == 0
+            && self.parked_by_crash == 0
     }
 }
 
@@ -389,50 +372,37 @@ impl Drop for DataDir {
     }
 }
 
-/// The worker child. Dropping it kills it, so no worker outlives the driver's scope.
-struct WorkerProcess {
+/// The `enroll dev` child. Dropping it kills it, so no child outlives the driver's scope.
+struct DevProcess {
     child: Child,
 }
 
-impl WorkerProcess {
-    fn spawn(
-        enroll: &Path,
-        dir: &Path,
-        settings: WorkerSettings,
-        tokens: &[(&str, &str)],
-    ) -> anyhow::Result<Self> {
+impl DevProcess {
+    fn spawn(enroll: &Path, dir: &Path, tokens: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut cmd = Command::new(enroll);
-        cmd.arg("worker")
+        // Exactly what a seller runs, with only its configuration file, data directory and a
+        // free port given: every timing is the shipped default.
+        cmd.arg("dev")
             .arg("--config")
             .arg(dir.join("worker.toml"))
             .arg("--data-dir")
             .arg(dir)
-            .arg("--visibility-ms")
-            .arg(settings.visibility.as_millis().to_string())
-            .arg("--max-receives")
-            .arg(settings.max_receives.to_string())
-            .arg("--claim-ms")
-            .arg(settings.claim.as_millis().to_string())
-            .arg("--concurrency")
-            .arg(settings.concurrency.to_string())
-            .arg("--exit-with-parent")
+            .arg("--port")
+            .arg("0")
             // Tokens go through the environment, never a file or the command line.
             .envs(tokens.iter().copied())
-            // Transient failures are expected by the thousand here; the worker stays quiet
+            // Transient failures are expected by the thousand here; the child stays quiet
             // unless RUST_LOG asks otherwise.
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "off".into()),
             )
-            .stdin(Stdio::piped())
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        // Its own process group: a Ctrl-C at the terminal reaches the driver, which then
-        // ends the child through the pipe on its stdin.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let child = cmd
             .spawn()
-            .with_context(|| format!("starting {} worker", enroll.display()))?;
+            .with_context(|| format!("starting {} dev", enroll.display()))?;
         Ok(Self { child })
     }
 
@@ -447,7 +417,7 @@ impl WorkerProcess {
     }
 }
 
-impl Drop for WorkerProcess {
+impl Drop for DevProcess {
     fn drop(&mut self) {
         self.kill_hard();
     }
@@ -502,14 +472,13 @@ async fn run_workers(
     kills: usize,
     timeout: Duration,
 ) -> anyhow::Result<Phase> {
-    let settings = WorkerSettings::CHAOS;
     let initial = depths(dir)?.provision;
     // Kill when the backlog has shrunk to k/(kills+1) of its size: early, middle, late.
     let at: Vec<usize> = (1..=kills)
         .map(|k| initial * (kills + 1 - k) / (kills + 1))
         .collect();
     let mut phase = Phase::default();
-    let mut worker = WorkerProcess::spawn(enroll, dir, settings, tokens)?;
+    let mut worker = DevProcess::spawn(enroll, dir, tokens)?;
     let mut seen = total_requests(sim);
     let mut journal_len = 0;
     let mut progressed = Instant::now();
@@ -539,7 +508,7 @@ async fn run_workers(
                 in_flight = d.provision_in_flight,
                 "worker killed with SIGKILL mid-batch; restarting it"
             );
-            worker = WorkerProcess::spawn(enroll, dir, settings, tokens)?;
+            worker = DevProcess::spawn(enroll, dir, tokens)?;
             continue;
         }
         if d.provision == 0 && d.align == 0 && !changes_unsettled(dir)? {
@@ -552,11 +521,15 @@ async fn run_workers(
                 phase.unexpected_exits <= 5,
                 "the worker keeps exiting; see its log above"
             );
-            worker = WorkerProcess::spawn(enroll, dir, settings, tokens)?;
+            worker = DevProcess::spawn(enroll, dir, tokens)?;
         }
-        // Retries come back within seconds; a minute without a request or a queue change
-        // means the worker is stuck, which is a failure of its own.
-        if progressed.elapsed() > Duration::from_secs(60) {
+        // Retries come back within a minute, and messages a killed child held wait at most
+        // one claim plus its margin; longer without a request or a queue change means the
+        // worker is stuck, which is a failure of its own.
+        let stuck_after = timings::SHIPPED.provision.claim
+            + timings::SHIPPED.provision.defer_margin
+            + timings::SHIPPED.provision.max_retry;
+        if progressed.elapsed() > stuck_after {
             tracing::warn!(
                 provision = d.provision,
                 align = d.align,
@@ -614,6 +587,16 @@ struct Verdict {
     ledger_disagreements: usize,
     unaligned: usize,
     duplicate_records: usize,
+    /// Parked because a killed process held the claim, or never settled: a crash's doing.
+    parked_by_crash: usize,
+}
+
+/// Whether a parking reason says the message's only trouble was a process that died: the
+/// queue's never-settled backstop, or a wait for a dead holder's claim or lease.
+fn parked_by_crash(reason: &str) -> bool {
+    reason.contains("never settled")
+        || reason.contains("another invocation is applying")
+        || reason.contains("another align request")
 }
 
 fn verdict(
@@ -641,8 +624,10 @@ fn verdict(
                 .get(ATTR_REASON)
                 .filter(|r| !r.trim().is_empty());
             let key = parked_key(q, &m);
-            if reason.is_none() {
-                v.parked_without_reason += 1;
+            match reason {
+                None => v.parked_without_reason += 1,
+                Some(r) if parked_by_crash(r) => v.parked_by_crash += 1,
+                Some(_) => {}
             }
             if let Some(k) = key {
                 if let Some(&e) = keys.get(&k) {
@@ -783,7 +768,7 @@ async fn ingest(
     let rt = Runtime::start(Options {
         config: config.clone(),
         data_dir: Some(dir.to_owned()),
-        queues: QueueSettings::default(),
+        timings: Default::default(),
         simulate: false,
     })
     .await?;
@@ -924,6 +909,7 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
         ledger_disagreements: after.ledger_disagreements,
         unaligned_buyers: after.unaligned,
         duplicate_records: after.duplicate_records,
+        parked_by_crash: before.parked_by_crash + after.parked_by_crash,
         drained: first.drained && second.drained,
         seconds: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
     };
@@ -939,77 +925,6 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
     }
     sim.shutdown().await;
     Ok(report)
-}
-
-/// The hidden `enroll worker`: only the provision and align workers, on a data directory
-/// another process filled, against the configured SCIM and Notion URLs.
-pub async fn worker(
-    config: Config,
-    data_dir: PathBuf,
-    settings: WorkerSettings,
-    exit_with_parent: bool,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        !crate::runtime::needs_simulator(&config),
-        "enroll worker needs SCIM and Notion tokens (ENROLL_SCIM_TOKEN, ENROLL_NOTION_TOKEN)"
-    );
-    if exit_with_parent {
-        // The parent holds our stdin open; its end closes whenever it exits, however it exits.
-        std::thread::spawn(|| {
-            let mut sink = [0u8; 64];
-            let mut stdin = std::io::stdin();
-            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-            std::process::exit(0);
-        });
-    }
-    let rt = Runtime::start(Options {
-        config,
-        data_dir: Some(data_dir),
-        queues: QueueSettings {
-            visibility: settings.visibility,
-            max_receives: settings.max_receives,
-        },
-        simulate: false,
-    })
-    .await?;
-    let wait = Duration::from_millis(200);
-    let mut tasks = Vec::new();
-    for _ in 0..settings.concurrency.max(1) {
-        let p = rt.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                if let Err(e) = p.provision_once_claiming(wait, settings.claim).await {
-                    tracing::error!(error = %e, "provision worker");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }));
-        let a = rt.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                if let Err(e) = a.align_once(wait).await {
-                    tracing::error!(error = %e, "align worker");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }));
-    }
-    // The scheduled expiry pass, as `enroll dev` and the expire function run it: it also
-    // settles Group changes whose answers were lost.
-    let expiry = rt.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Err(e) = expiry.expire(Utc::now()).await {
-                tracing::warn!(error = %e, "expiry pass failed");
-            }
-        }
-    }));
-    tokio::signal::ctrl_c().await?;
-    for t in tasks {
-        t.abort();
-    }
-    Ok(())
 }
 
 /// The summary `enroll chaos` prints without `--json`.

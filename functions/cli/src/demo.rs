@@ -14,7 +14,6 @@ use chrono::{Months, Utc};
 use enroll_core::config::Config;
 use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
-use enroll_embedded::queue::QueueSettings;
 use enroll_platforms::Sample;
 use enroll_simulator::{PropertyValue, SimState};
 use serde::Serialize;
@@ -193,10 +192,7 @@ pub async fn run(mut config: Config, rate: f64) -> anyhow::Result<DemoReport> {
     let rt = Runtime::start(Options {
         config,
         data_dir: None,
-        queues: QueueSettings {
-            visibility: Duration::from_secs(10),
-            max_receives: 5,
-        },
+        timings: Default::default(),
         simulate: true,
     })
     .await?;

@@ -10,6 +10,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use enroll_core::batch::{BatchReport, Incoming};
 use enroll_core::config::{Config, Secret};
+use enroll_core::timings::{StageTimings, Timings};
 use enroll_embedded::journal::Journal;
 use enroll_embedded::queue::{EmbeddedQueue, Message, QueueDeadLetters, QueueSettings};
 use enroll_embedded::store::FileStore;
@@ -32,7 +33,9 @@ pub struct Options {
     pub config: Config,
     /// `None` keeps everything in memory (tests, the demo).
     pub data_dir: Option<PathBuf>,
-    pub queues: QueueSettings,
+    /// Claims, visibility, receive limits and backoff: [`Timings::default`] is what ships, the
+    /// same numbers as `template.yaml`.
+    pub timings: Timings,
     /// Forces the simulator even when tokens are configured.
     pub simulate: bool,
 }
@@ -46,7 +49,19 @@ pub struct Runtime {
     pub provisioner: Arc<Provisioner>,
     pub aligner: Arc<Aligner>,
     pub simulator: Option<SimHandle>,
+    pub timings: Timings,
     data_dir: Option<PathBuf>,
+}
+
+/// Batches each stage handles at once, as Lambda runs several instances: two, so a buyer's
+/// events can meet on two workers here exactly as on two Lambda instances.
+pub const WORKERS_PER_STAGE: usize = 2;
+
+fn queue_settings(t: &StageTimings) -> QueueSettings {
+    QueueSettings {
+        visibility: t.visibility,
+        max_receives: t.max_receives,
+    }
 }
 
 /// The simulator runs when the configuration names no real workspace.
@@ -56,6 +71,9 @@ pub fn needs_simulator(config: &Config) -> bool {
 
 impl Runtime {
     pub async fn start(opts: Options) -> anyhow::Result<Arc<Self>> {
+        // The crash guarantees rest on these relations: refuse to run without them.
+        opts.timings.check()?;
+        let timings = opts.timings;
         let mut config = opts.config;
         let data_dir = opts.data_dir;
         if let Some(dir) = &data_dir {
@@ -110,10 +128,27 @@ impl Runtime {
         let provision_queue = EmbeddedQueue::new(
             "provision",
             journal.clone(),
-            opts.queues,
+            queue_settings(&timings.provision),
             Some(provision_dlq),
         );
-        let align_queue = EmbeddedQueue::new("align", journal, opts.queues, Some(align_dlq));
+        let align_queue = EmbeddedQueue::new(
+            "align",
+            journal,
+            queue_settings(&timings.align),
+            Some(align_dlq),
+        );
+        if data_dir.is_some() {
+            // This process is the journal's one writer: whatever is still in flight was held
+            // by a process that is gone (killed, say), so it comes back now, uncounted. Its
+            // claims still run out on their own; the messages wait for them (deferral).
+            let back = provision_queue.recover_in_flight()? + align_queue.recover_in_flight()?;
+            if back > 0 {
+                tracing::info!(
+                    messages = back,
+                    "messages a stopped process held are back in their queues"
+                );
+            }
+        }
 
         // One budget per token: SCIM and the public API use different tokens.
         let scim_budget = enroll_notion::rate::from_config(&config.rate);
@@ -123,17 +158,21 @@ impl Runtime {
         let sales = SalesClient::new(&config.notion, notion_budget)
             .map_err(|f| anyhow::anyhow!(f.reason))?;
         let store_arc = Arc::new(store.clone());
-        let provisioner = Provisioner::new(
+        let mut provisioner = Provisioner::new(
             config.clone(),
             store_arc.clone(),
-            store_arc,
+            store_arc.clone(),
             Arc::new(directory),
             align_queue.clone(),
         );
+        provisioner.timings = timings.provision;
+        let mut aligner = Aligner::new(Arc::new(sales), store_arc);
+        aligner.timings = timings.align;
         Ok(Arc::new(Self {
             ingest: Arc::new(Ingest::new(config.clone(), provision_queue.clone())),
             provisioner: Arc::new(provisioner),
-            aligner: Arc::new(Aligner::new(Arc::new(sales))),
+            aligner: Arc::new(aligner),
+            timings,
             config,
             store,
             provision_queue,
@@ -157,20 +196,6 @@ impl Runtime {
 
     /// Receives and handles one batch from the provision queue; false when the queue was empty.
     pub async fn provision_once(&self, wait: Duration) -> anyhow::Result<bool> {
-        // The deadline a Lambda invocation would have: a claim left by a kill is taken over
-        // after it.
-        self.provision_once_claiming(wait, Duration::from_secs(60))
-            .await
-    }
-
-    /// [`Runtime::provision_once`] with the time an event's claim is held: a worker that is
-    /// killed leaves its claims to be taken over after `claim_for`, so a short claim (no longer
-    /// than the visibility timeout) lets the restarted worker resume at once.
-    pub async fn provision_once_claiming(
-        &self,
-        wait: Duration,
-        claim_for: Duration,
-    ) -> anyhow::Result<bool> {
         let dead = QueueDeadLetters {
             dlq: self.provision_dlq().clone(),
             source: "provision".into(),
@@ -180,10 +205,17 @@ impl Runtime {
         if msgs.is_empty() {
             return Ok(false);
         }
-        let deadline = Utc::now()
-            + chrono::TimeDelta::from_std(claim_for).unwrap_or(chrono::TimeDelta::seconds(60));
-        let report =
-            provision::batch::run(&self.provisioner, &dead, &incoming(&msgs), deadline).await;
+        // The deadline a Lambda invocation would have: a claim left by a kill is taken over
+        // after it, and messages that find it held wait for exactly that moment.
+        let claim = chrono::TimeDelta::from_std(self.timings.provision.claim)
+            .unwrap_or(chrono::TimeDelta::seconds(60));
+        let report = provision::batch::run(
+            &self.provisioner,
+            &dead,
+            &incoming(&msgs),
+            Utc::now() + claim,
+        )
+        .await;
         settle_batch(queue, &msgs, &report)?;
         Ok(true)
     }
@@ -204,32 +236,33 @@ impl Runtime {
         Ok(true)
     }
 
-    /// Starts the provision and align workers; they stop when `stop` turns true.
+    /// Starts [`WORKERS_PER_STAGE`] provision and align workers each; they stop when `stop`
+    /// turns true.
     pub fn spawn_workers(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        let provision = {
+        let mut workers = Vec::new();
+        for _ in 0..WORKERS_PER_STAGE {
             let rt = self.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                while !*stop.borrow() {
+            let stop_p = stop.clone();
+            workers.push(tokio::spawn(async move {
+                while !*stop_p.borrow() {
                     if let Err(e) = rt.provision_once(Duration::from_millis(200)).await {
                         tracing::error!(error = %e, "provision worker");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-            })
-        };
-        let align = {
+            }));
             let rt = self.clone();
-            tokio::spawn(async move {
-                while !*stop.borrow() {
+            let stop_a = stop.clone();
+            workers.push(tokio::spawn(async move {
+                while !*stop_a.borrow() {
                     if let Err(e) = rt.align_once(Duration::from_millis(200)).await {
                         tracing::error!(error = %e, "align worker");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-            })
-        };
-        vec![provision, align]
+            }));
+        }
+        workers
     }
 
     /// Waits until both queues are empty (nothing waiting, nothing in flight), up to `timeout`.
@@ -280,21 +313,27 @@ fn incoming(msgs: &[Message]) -> Vec<Incoming> {
         .map(|m| Incoming {
             id: m.id.clone(),
             body: m.body.clone(),
+            receive_count: m.receive_count,
         })
         .collect()
 }
 
-/// Deletes what succeeded or was parked; brings failures back after their `Retry-After` (or a
-/// second), as SQS would after the visibility timeout.
+/// Deletes what succeeded or was parked; brings transient failures back after the stage's
+/// backoff (or the server's `Retry-After`), as the Lambda functions do with
+/// ChangeMessageVisibility; brings deferred messages back when the claim they wait for runs
+/// out, without counting the receive.
 fn settle_batch(
     queue: &EmbeddedQueue,
     msgs: &[Message],
     report: &BatchReport,
 ) -> anyhow::Result<()> {
-    let retry = report.retry_after.unwrap_or(Duration::from_secs(1));
     for m in msgs {
-        if report.failed.contains(&m.id) {
-            queue.change_visibility(&m.id, retry)?;
+        if let Some(d) = report.deferred.iter().find(|d| d.id == m.id) {
+            queue.defer(&m.id, d.delay)?;
+        } else if let Some(r) = report.retries.iter().find(|r| r.id == m.id) {
+            queue.change_visibility(&m.id, r.delay)?;
+        } else if report.failed.contains(&m.id) {
+            queue.change_visibility(&m.id, Duration::from_secs(1))?;
         } else {
             queue.delete(&m.id)?;
         }

@@ -3,13 +3,17 @@
 //! Each body is parsed on its own, so one malformed message never fails its neighbours. A
 //! message that succeeds is acknowledged; one that fails permanently (including a body that does
 //! not parse) is parked in the dead-letter queue with its reason and then acknowledged, burning no
-//! retries; one that fails transiently or is in progress elsewhere is reported as a batch item
-//! failure and comes back after the visibility timeout. Nothing is acknowledged before it is
-//! safely elsewhere: if parking fails, the message is reported as failed instead.
+//! retries; one that fails transiently is reported as a batch item failure and comes back after
+//! the stage's backoff, until its last allowed receive, when it is parked with that failure as
+//! its reason (so an operator reads the real cause, not "received 5 times"). One whose key is
+//! held by another invocation is *deferred*: it comes back when that claim runs out, and the
+//! deferral does not count as a failed receive ([`crate::timings`]). Nothing is acknowledged
+//! before it is safely elsewhere: if parking fails, the message is reported as failed instead.
 
 use crate::error::{ErrorClass, Failure};
 use crate::event::{AlignRequest, OrderEvent};
 use crate::ports::{DeadLetters, ParkedReason};
+use crate::timings::StageTimings;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::time::Duration;
@@ -19,6 +23,15 @@ use std::time::Duration;
 pub struct Incoming {
     pub id: String,
     pub body: String,
+    /// How many times the queue has handed this message out, this receive included.
+    pub receive_count: u32,
+}
+
+/// A message to bring back after `delay`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redelivery {
+    pub id: String,
+    pub delay: Duration,
 }
 
 /// What a message body says about itself for the dead-letter record.
@@ -51,6 +64,13 @@ impl Describe for AlignRequest {
 pub struct BatchReport {
     /// Ids to report as batch item failures: they will be delivered again.
     pub failed: Vec<String>,
+    /// The same messages with the wait before their next attempt (the stage's backoff, or the
+    /// server's `Retry-After` when longer).
+    pub retries: Vec<Redelivery>,
+    /// Messages whose key another invocation holds: bring them back after the claim runs out
+    /// without counting this receive (a new message on SQS, an uncounted one embedded). They
+    /// are not in `failed`.
+    pub deferred: Vec<Redelivery>,
     pub succeeded: usize,
     pub parked: usize,
     /// The longest `Retry-After` any transient failure asked for.
@@ -68,7 +88,12 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 }
 
 /// Runs `handle` on each message of a batch, in order.
-pub async fn run<T, F, Fut>(messages: &[Incoming], dead: &dyn DeadLetters, handle: F) -> BatchReport
+pub async fn run<T, F, Fut>(
+    messages: &[Incoming],
+    dead: &dyn DeadLetters,
+    timings: &StageTimings,
+    handle: F,
+) -> BatchReport
 where
     T: DeserializeOwned + Describe,
     F: Fn(T) -> Fut,
@@ -107,28 +132,77 @@ where
                 )
             }
         };
+        let result = match result {
+            // The last allowed receive: park it now with the real cause, rather than let the
+            // queue's redrive move it later with none.
+            Err(f)
+                if !f.is_permanent()
+                    && !f.is_in_progress()
+                    && msg.receive_count >= timings.max_receives =>
+            {
+                let reason = format!(
+                    "gave up after {} receives (limit {}); last failure: {}",
+                    msg.receive_count, timings.max_receives, f.reason
+                );
+                Err(Failure::permanent(reason))
+            }
+            other => other,
+        };
         match result {
             Ok(()) => report.succeeded += 1,
-            Err(f) if f.is_permanent() => match dead.park(&msg.body, &why).await {
-                Ok(()) => {
-                    tracing::warn!(event_key = why.event_key.as_deref().unwrap_or("-"), reason = %why.reason, "parked in the dead-letter queue");
-                    report.parked += 1;
+            Err(f) if f.is_permanent() => {
+                // A body that does not parse carries its reason in `why`; a handled message's
+                // reason is its failure's, which the receive limit above may have rewritten.
+                let why = ParkedReason {
+                    reason: if f.reason.is_empty() {
+                        why.reason
+                    } else {
+                        f.reason.clone()
+                    },
+                    ..why
+                };
+                match dead.park(&msg.body, &why).await {
+                    Ok(()) => {
+                        tracing::warn!(event_key = why.event_key.as_deref().unwrap_or("-"), reason = %why.reason, "parked in the dead-letter queue");
+                        report.parked += 1;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not park a permanent failure: leaving it for redelivery");
+                        report.failed.push(msg.id.clone());
+                        report.retries.push(Redelivery {
+                            id: msg.id.clone(),
+                            delay: timings.retry_delay(msg.receive_count, None),
+                        });
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "could not park a permanent failure: leaving it for redelivery");
+            }
+            Err(f) => match f.class {
+                ErrorClass::InProgress { claim_left } => {
+                    let delay = timings.defer_delay(claim_left);
+                    tracing::info!(event_key = why.event_key.as_deref().unwrap_or("-"), delay_ms = delay.as_millis() as u64, reason = %f.reason, "held elsewhere: deferred until the claim runs out");
+                    report.deferred.push(Redelivery {
+                        id: msg.id.clone(),
+                        delay,
+                    });
+                }
+                // Transient (a permanent failure was matched above).
+                _ => {
+                    let retry_after = match f.class {
+                        ErrorClass::Transient { retry_after } => retry_after,
+                        _ => None,
+                    };
+                    if let Some(d) = retry_after {
+                        report.retry_after = Some(report.retry_after.map_or(d, |r| r.max(d)));
+                    }
+                    let delay = timings.retry_delay(msg.receive_count, retry_after);
+                    tracing::info!(event_key = why.event_key.as_deref().unwrap_or("-"), class = f.class.name(), receives = msg.receive_count, delay_ms = delay.as_millis() as u64, reason = %f.reason, "will retry");
                     report.failed.push(msg.id.clone());
+                    report.retries.push(Redelivery {
+                        id: msg.id.clone(),
+                        delay,
+                    });
                 }
             },
-            Err(f) => {
-                if let ErrorClass::Transient {
-                    retry_after: Some(d),
-                } = f.class
-                {
-                    report.retry_after = Some(report.retry_after.map_or(d, |r| r.max(d)));
-                }
-                tracing::info!(event_key = why.event_key.as_deref().unwrap_or("-"), class = f.class.name(), reason = %f.reason, "will retry");
-                report.failed.push(msg.id.clone());
-            }
         }
     }
     report

@@ -13,8 +13,10 @@ pub enum ErrorClass {
     /// Bad data, an unknown Group, a 4xx that will never succeed: park the message in the
     /// dead-letter queue at once, with the reason, and burn no retries.
     Permanent,
-    /// Another invocation holds the event's key: retry later, quietly. Not an error.
-    InProgress,
+    /// Another invocation holds the event's key (or the buyer's lease): come back when its
+    /// claim runs out (`claim_left`, when known), quietly. Not an error, and not a failed
+    /// receive: see [`crate::timings`].
+    InProgress { claim_left: Option<Duration> },
 }
 
 impl ErrorClass {
@@ -26,7 +28,7 @@ impl ErrorClass {
         match self {
             ErrorClass::Transient { .. } => "transient",
             ErrorClass::Permanent => "permanent",
-            ErrorClass::InProgress => "in_progress",
+            ErrorClass::InProgress { .. } => "in_progress",
         }
     }
 }
@@ -62,10 +64,19 @@ impl Failure {
     }
 
     pub fn in_progress(reason: impl Into<String>) -> Self {
+        Self::held_for(reason, None)
+    }
+
+    /// In progress elsewhere, with the time the holder's claim has left.
+    pub fn held_for(reason: impl Into<String>, claim_left: Option<Duration>) -> Self {
         Self {
-            class: ErrorClass::InProgress,
+            class: ErrorClass::InProgress { claim_left },
             reason: reason.into(),
         }
+    }
+
+    pub fn is_in_progress(&self) -> bool {
+        matches!(self.class, ErrorClass::InProgress { .. })
     }
 
     pub fn is_permanent(&self) -> bool {

@@ -12,6 +12,7 @@
 //!   the rate budget), with [`error`] classifying every failure as transient, permanent or in
 //!   progress.
 //! - [`redact`]: what may appear in a log line in place of an email or a body.
+//! - [`timings`]: claim, visibility, receive limit and backoff of each stage, defined once.
 
 pub mod batch;
 pub mod catalog;
@@ -23,5 +24,6 @@ pub mod ids;
 pub mod ledger;
 pub mod ports;
 pub mod redact;
+pub mod timings;
 
 pub use error::{ErrorClass, Failure};

@@ -146,6 +146,24 @@ pub struct NewSalesRecord<'a> {
 pub trait SalesDatabase: Send + Sync {
     async fn find_by_order(&self, order_id: &str) -> Result<Option<SalesRecord>, Failure>;
     async fn find_by_email(&self, email: &BuyerEmail) -> Result<Option<SalesRecord>, Failure>;
+    /// The row whose Notion user id property holds `user`.
+    async fn find_by_user_id(&self, user: &NotionUserId) -> Result<Option<SalesRecord>, Failure>;
+    /// The buyer's existing row: the one for `order_id`, else one holding `user`, else one
+    /// with `email`. An adapter may answer with a single compound query.
+    async fn find_row(
+        &self,
+        order_id: &str,
+        user: &NotionUserId,
+        email: &BuyerEmail,
+    ) -> Result<Option<SalesRecord>, Failure> {
+        if let Some(r) = self.find_by_order(order_id).await? {
+            return Ok(Some(r));
+        }
+        if let Some(r) = self.find_by_user_id(user).await? {
+            return Ok(Some(r));
+        }
+        self.find_by_email(email).await
+    }
     async fn create(&self, record: &NewSalesRecord<'_>) -> Result<SalesRecord, Failure>;
     async fn set_user_id(&self, page: &PageId, user: &NotionUserId) -> Result<(), Failure>;
 }

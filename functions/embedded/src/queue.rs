@@ -21,6 +21,8 @@ pub const ATTR_EVENT_KEY: &str = "enroll.event_key";
 pub const ATTR_BUYER: &str = "enroll.buyer";
 pub const ATTR_SOURCE: &str = "enroll.source";
 pub const ATTR_PARKED_AT: &str = "enroll.parked_at";
+/// How many times the source queue handed the message out before it was parked.
+pub const ATTR_RECEIVES: &str = "enroll.receives";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -190,13 +192,18 @@ impl EmbeddedQueue {
             if msg.receive_count >= self.settings.max_receives {
                 if let Some(dlq) = &self.dlq {
                     let mut attrs = msg.attributes.clone();
+                    // The batch runner parks failures itself, with their reason, on the last
+                    // allowed receive; a message gets here only if no worker ever settled it,
+                    // i.e. the worker died while handling it every time.
                     attrs.entry(ATTR_REASON.into()).or_insert_with(|| {
                         format!(
-                            "received {} times without success (maxReceiveCount {})",
+                            "received {} times and never settled: the worker stopped while handling it each time (maxReceiveCount {})",
                             msg.receive_count, self.settings.max_receives
                         )
                     });
                     attrs.insert(ATTR_SOURCE.into(), self.name.clone());
+                    attrs.insert(ATTR_RECEIVES.into(), msg.receive_count.to_string());
+                    attrs.insert(ATTR_PARKED_AT.into(), chrono::Utc::now().to_rfc3339());
                     // Into the DLQ first, then out of here: never lost, at worst briefly in both.
                     self.park_locked(&mut j, dlq, &msg.body, attrs)?;
                     j.remove(&self.name, &key)?;
@@ -232,6 +239,42 @@ impl EmbeddedQueue {
         drop(j);
         self.arrived.notify_waiters();
         Ok(())
+    }
+
+    /// Brings a received message back after `after` without counting its receive: its key was
+    /// held by another worker, which is no failure of the message (see
+    /// `enroll_core::timings`).
+    pub fn defer(&self, id: &str, after: Duration) -> io::Result<()> {
+        let mut j = self.lock();
+        if let Some(mut msg) = j.get::<Message>(&self.name, id) {
+            msg.visible_at_ms = now_ms() + after.as_millis() as i64;
+            msg.receive_count = msg.receive_count.saturating_sub(1);
+            j.put(&self.name, id, &msg)?;
+        }
+        drop(j);
+        self.arrived.notify_waiters();
+        Ok(())
+    }
+
+    /// Makes every received, unsettled message visible again at once, uncounted. Only for the
+    /// journal's one writer at start-up: any message still hidden then was held by a process
+    /// that is gone, so waiting out its visibility would only delay its buyer. Returns how many
+    /// came back.
+    pub fn recover_in_flight(&self) -> io::Result<usize> {
+        let now = now_ms();
+        let mut j = self.lock();
+        let mut back = 0;
+        for (key, mut msg) in j.all::<Message>(&self.name) {
+            if msg.receive_count > 0 && msg.visible_at_ms > now {
+                msg.visible_at_ms = now;
+                msg.receive_count -= 1;
+                j.put(&self.name, &key, &msg)?;
+                back += 1;
+            }
+        }
+        drop(j);
+        self.arrived.notify_waiters();
+        Ok(back)
     }
 
     /// Every message, visible or not, without receiving anything: for `dlq list` and tests.
@@ -354,6 +397,19 @@ pub fn parked_attributes(why: &ParkedReason, source: &str) -> BTreeMap<String, S
 #[async_trait]
 impl DeadLetters for QueueDeadLetters {
     async fn park(&self, body: &str, why: &ParkedReason) -> Result<(), Failure> {
+        // Two deliveries of one event that both fail for good are one problem for the
+        // operator: the second is dropped once the first is parked with the same body.
+        if let Some(key) = &why.event_key {
+            let already = self
+                .dlq
+                .peek()
+                .into_iter()
+                .any(|m| m.body == body && m.attributes.get(ATTR_EVENT_KEY) == Some(key));
+            if already {
+                tracing::info!(event_key = %key, "already parked: duplicate delivery dropped");
+                return Ok(());
+            }
+        }
         self.dlq
             .send_with(body, parked_attributes(why, &self.source))
             .map(drop)

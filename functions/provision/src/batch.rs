@@ -79,14 +79,19 @@ pub async fn run(
     // The shared runner parks and reports; it parses the same bodies in the same order, so it
     // asks for exactly these results, one per parsed message.
     let results = Mutex::new(results.into_iter().map(|(_, r)| r).collect::<VecDeque<_>>());
-    batch::run(messages, dead, |_event: OrderEvent| {
-        let result = lock(&results).pop_front().unwrap_or_else(|| {
-            Err(Failure::transient(
-                "provision batch: no result recorded for this message",
-            ))
-        });
-        async move { result }
-    })
+    batch::run(
+        messages,
+        dead,
+        &provisioner.timings,
+        |_event: OrderEvent| {
+            let result = lock(&results).pop_front().unwrap_or_else(|| {
+                Err(Failure::transient(
+                    "provision batch: no result recorded for this message",
+                ))
+            });
+            async move { result }
+        },
+    )
     .await
 }
 

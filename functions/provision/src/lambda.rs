@@ -3,7 +3,7 @@
 use crate::Provisioner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use enroll_aws::lambda_env::{batch_response, incoming, load_config, required};
+use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
 use enroll_aws::{DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
 use enroll_core::ports::Queue;
 use enroll_notion::scim::ScimClient;
@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub struct Deps {
     pub provisioner: Provisioner,
     pub dead_letters: SqsDeadLetters,
+    pub sqs: aws_sdk_sqs::Client,
+    /// This function's own queue: deferred events are sent here again.
+    pub queue_url: String,
 }
 
 impl Deps {
@@ -24,11 +27,16 @@ impl Deps {
             sqs.clone(),
             required("ENROLL_ALIGN_QUEUE_URL")?,
         ));
-        let dead_letters =
-            SqsDeadLetters::new(sqs, required("ENROLL_PROVISION_DLQ_URL")?, "provision");
+        let dead_letters = SqsDeadLetters::new(
+            sqs.clone(),
+            required("ENROLL_PROVISION_DLQ_URL")?,
+            "provision",
+        );
         Ok(Self {
             provisioner: provisioner_from_env(&sdk, align).await?,
             dead_letters,
+            sqs,
+            queue_url: required("ENROLL_PROVISION_QUEUE_URL")?,
         })
     }
 }
@@ -82,7 +90,8 @@ pub async fn function_handler(
         succeeded = report.succeeded,
         parked = report.parked,
         failed = report.failed.len(),
+        deferred = report.deferred.len(),
         "batch done"
     );
-    Ok(batch_response(report.failed))
+    Ok(settle_batch(&deps.sqs, &deps.queue_url, &event.payload, &report).await)
 }

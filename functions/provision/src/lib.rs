@@ -22,6 +22,7 @@ use enroll_core::idempotency::{Claim, IdempotencyRecord};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
 use enroll_core::ledger::{self, Applied, BuyerRecord, GroupPlan, OrderRecord};
 use enroll_core::ports::{Created, Directory, IdempotencyStore, LedgerStore, Queue};
+use enroll_core::timings::StageTimings;
 use enroll_core::Failure;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -145,6 +146,7 @@ pub struct Provisioner {
     pub directory: Arc<dyn Directory>,
     pub align: Arc<dyn Queue>,
     pub groups: GroupResolver,
+    pub timings: StageTimings,
 }
 
 impl Provisioner {
@@ -163,6 +165,7 @@ impl Provisioner {
             directory: batch::coalescing(directory),
             align,
             groups: GroupResolver::default(),
+            timings: enroll_core::timings::PROVISION,
         }
     }
 
@@ -190,10 +193,12 @@ impl Provisioner {
                 tracing::info!("duplicate delivery: already applied");
                 return Ok(Outcome::Duplicate);
             }
-            Claim::InProgress(_) => {
-                return Err(Failure::in_progress(
+            Claim::InProgress(held) => {
+                let left = held.in_progress_expiration - now.timestamp_millis();
+                return Err(Failure::held_for(
                     "another invocation is applying this event",
-                ))
+                    Some(std::time::Duration::from_millis(left.max(0) as u64)),
+                ));
             }
         }
         match self.apply(event, now).await {

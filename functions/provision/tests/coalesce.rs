@@ -164,6 +164,7 @@ fn purchase(n: usize, product: &str) -> Incoming {
         occurred_at: Utc::now(),
     };
     Incoming {
+        receive_count: 1,
         id: format!("msg-{n}"),
         body: serde_json::to_string(&event).unwrap(),
     }
