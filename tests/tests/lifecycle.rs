@@ -857,7 +857,7 @@ async fn enroll_link_on_a_data_directory() -> Result<()> {
         config: config(Deprovision::Keep),
         data_dir: dir.clone(),
         // Nothing listens there: no `enroll dev` owns the directory.
-        url: "http://127.0.0.1:9".into(),
+        url: Some("http://127.0.0.1:9".into()),
         table: None,
     })
     .await?;

@@ -3,7 +3,8 @@
 //! - [`runtime`]: the whole pipeline in one process: the embedded store and queues, the same
 //!   ingest / provision / align handlers the Lambda functions run, the workers that drive them,
 //!   and the Notion simulator when no real workspace is configured.
-//! - [`server`]: the local webhook endpoint (`/webhooks/{platform}`) and its admin routes.
+//! - [`server`]: the local webhook endpoint (`/webhooks/{platform}`) and the token-guarded
+//!   loopback admin listener, with `admin.token` and `dev.json` in the data directory.
 //! - [`seed`]: a simulated workspace that matches a configuration (its Groups and database).
 //! - [`send`]: signed, real-format sample webhooks, as `stripe trigger` sends them.
 //! - [`demo`]: the scripted end-to-end demonstration and its checks.

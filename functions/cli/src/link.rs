@@ -6,6 +6,7 @@
 //! through a running `enroll dev` (which owns the data directory) or directly on the data
 //! directory.
 
+use crate::ops::target::running_dev;
 use crate::runtime::{Options, Runtime};
 use anyhow::{anyhow, Context};
 use chrono::Utc;
@@ -25,8 +26,9 @@ pub struct LinkArgs {
     pub merge: bool,
     pub config: Config,
     pub data_dir: PathBuf,
-    /// Where a running `enroll dev` answers.
-    pub url: String,
+    /// The admin address of a running `enroll dev`; the one recorded in the data directory
+    /// when `None`.
+    pub url: Option<String>,
     /// The DynamoDB table; the embedded default when `None`.
     pub table: Option<String>,
 }
@@ -61,17 +63,13 @@ pub async fn run(args: LinkArgs) -> anyhow::Result<LinkReport> {
         buyer: existing.as_str().to_owned(),
         merge: args.merge,
     };
-    let live = reqwest::Client::new()
-        .post(format!("{}/admin/link", args.url.trim_end_matches('/')))
-        .query(&query)
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await;
-    if let Ok(resp) = live {
-        if resp.status().is_success() {
-            return Ok(resp.json().await?);
-        }
-        anyhow::bail!("{}", resp.text().await.unwrap_or_default());
+    if let Some(dev) = running_dev(&args.data_dir, args.url.as_deref()).await? {
+        return dev
+            .call(
+                dev.post("/admin/link").query(&query),
+                Duration::from_secs(60),
+            )
+            .await;
     }
     let rt = Runtime::start(Options {
         config: args.config,

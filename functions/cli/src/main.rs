@@ -49,8 +49,13 @@ enum Command {
         /// The configuration file; the commented example in infra/ when left out.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The webhook port (the one a tunnel exposes); it serves webhooks only.
         #[arg(long, default_value_t = 8787)]
         port: u16,
+        /// The admin listener's port on 127.0.0.1; any free one by default. Operator commands
+        /// find it, and its token, in the data directory.
+        #[arg(long, default_value_t = 0)]
+        admin_port: u16,
         /// Where the store, the queues and the simulated workspace are kept.
         #[arg(long, default_value = ".enroll")]
         data_dir: PathBuf,
@@ -89,9 +94,13 @@ enum Command {
         json: bool,
         #[arg(long, default_value = ".enroll")]
         data_dir: PathBuf,
-        /// The local endpoint of a running `enroll dev`.
-        #[arg(long, default_value = "http://127.0.0.1:8787")]
-        url: String,
+        /// The admin address of a running `enroll dev`; by default the one it recorded in the
+        /// data directory.
+        #[arg(long)]
+        url: Option<String>,
+        /// Used, when no `enroll dev` runs, to look up Group names on a real workspace.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Run the whole flow in one process with scripted events, and check the outcome.
     Demo {
@@ -125,8 +134,10 @@ enum Command {
         /// Pretend it is this moment (RFC 3339), e.g. to rehearse next year's expiry.
         #[arg(long)]
         now: Option<DateTime<Utc>>,
-        #[arg(long, default_value = "http://127.0.0.1:8787")]
-        url: String,
+        /// The admin address of a running `enroll dev`; by default the one it recorded in the
+        /// data directory.
+        #[arg(long)]
+        url: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, default_value = ".enroll")]
@@ -144,8 +155,10 @@ enum Command {
         merge: bool,
         #[arg(long, env = "ENROLL_TABLE")]
         table: Option<String>,
-        #[arg(long, default_value = "http://127.0.0.1:8787")]
-        url: String,
+        /// The admin address of a running `enroll dev`; by default the one it recorded in the
+        /// data directory.
+        #[arg(long)]
+        url: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
         #[arg(long, default_value = ".enroll")]
@@ -253,11 +266,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev {
             config,
             port,
+            admin_port,
             data_dir,
             expire_every_secs,
         } => {
             init_tracing("info");
-            dev(config, port, data_dir, expire_every_secs).await
+            dev(config, port, admin_port, data_dir, expire_every_secs).await
         }
         Command::Send {
             platform,
@@ -296,9 +310,14 @@ async fn main() -> anyhow::Result<()> {
             json,
             data_dir,
             url,
+            config,
         } => {
             init_tracing("warn");
-            let report = status_report(&query, &data_dir, &url).await?;
+            let config = match config {
+                Some(p) => Some(config_file::load(Some(&p))?),
+                None => None,
+            };
+            let report = status::report(&query, &data_dir, url.as_deref(), config.as_ref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -338,7 +357,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
         } => {
             init_tracing("warn");
-            expire(now, &url, config, data_dir).await
+            expire(now, url.as_deref(), config, data_dir).await
         }
         Command::Link {
             alias,
@@ -459,10 +478,12 @@ async fn main() -> anyhow::Result<()> {
 async fn dev(
     config: Option<PathBuf>,
     port: u16,
+    admin_port: u16,
     data_dir: PathBuf,
     expire_every: u64,
 ) -> anyhow::Result<()> {
     let cfg = config_file::load(config.as_deref())?;
+    let token = server::admin_token(&data_dir)?;
     let rt = Runtime::start(Options {
         config: cfg,
         data_dir: Some(data_dir.clone()),
@@ -471,11 +492,24 @@ async fn dev(
     })
     .await?;
     let (addr, _server) = server::serve(rt.clone(), ([127, 0, 0, 1], port).into()).await?;
+    let (admin_addr, _admin) =
+        server::serve_admin(rt.clone(), token, ([127, 0, 0, 1], admin_port).into()).await?;
+    let record = server::DevRecord {
+        pid: std::process::id(),
+        webhook_url: format!("http://{addr}"),
+        admin_url: format!("http://{admin_addr}"),
+        started_at: Utc::now(),
+    };
+    server::write_dev_record(&data_dir, &record)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = rt.spawn_workers(stop_rx);
     println!(
         "enroll dev: webhooks at http://{addr}/webhooks/{{platform}}; data in {}",
         data_dir.display()
+    );
+    println!(
+        "admin listener at http://{admin_addr} (token in {}; enroll status, link, expire and dlq find it)",
+        data_dir.join(server::TOKEN_FILE).display()
     );
     match &rt.simulator {
         Some(sim) => println!(
@@ -487,9 +521,11 @@ async fn dev(
     }
     let mut tick = tokio::time::interval(Duration::from_secs(expire_every.max(1)));
     let mut save = tokio::time::interval(Duration::from_secs(5));
+    let mut terminate = terminate_signal()?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
             _ = tick.tick() => {
                 if let Err(e) = rt.expire(Utc::now()).await {
                     tracing::warn!(error = %e, "expiry pass failed");
@@ -506,55 +542,33 @@ async fn dev(
     for w in workers {
         let _ = w.await;
     }
+    server::remove_dev_record(&data_dir, record.pid);
     rt.save_simulator()?;
     println!("stopped; state kept in {}", data_dir.display());
     Ok(())
 }
 
-async fn status_report(
-    query: &str,
-    data_dir: &std::path::Path,
-    url: &str,
-) -> anyhow::Result<status::StatusReport> {
-    // A running `enroll dev` owns the data directory and can also check the sales record.
-    let live = reqwest::Client::new()
-        .get(format!("{}/admin/status", url.trim_end_matches('/')))
-        .query(&[("q", query)])
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await;
-    if let Ok(resp) = live {
-        if resp.status().is_success() {
-            return Ok(resp.json().await?);
-        }
-        anyhow::bail!("{}", resp.text().await.unwrap_or_default());
+/// SIGTERM, so a stop by a service manager is as clean as Ctrl-C (`dev.json` removed).
+#[cfg(unix)]
+fn terminate_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    )?)
+}
+
+#[cfg(not(unix))]
+fn terminate_signal() -> anyhow::Result<NoSignal> {
+    Ok(NoSignal)
+}
+
+#[cfg(not(unix))]
+struct NoSignal;
+
+#[cfg(not(unix))]
+impl NoSignal {
+    async fn recv(&mut self) -> Option<()> {
+        std::future::pending().await
     }
-    let path = data_dir.join("store.log");
-    anyhow::ensure!(
-        path.exists(),
-        "no enroll dev running at {url} and no data in {}",
-        data_dir.display()
-    );
-    let store = enroll_embedded::store::FileStore::open_read_only(&path)?;
-    let names = std::fs::read(enroll_cli::runtime::sim_state_path(data_dir))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<enroll_simulator::SimState>(&b).ok())
-        .map(|s| {
-            s.groups
-                .into_iter()
-                .map(|g| (g.id, g.display_name))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut buyers = Vec::new();
-    for b in status::find_buyers(&store, query).await? {
-        let orders = status::orders_of(&store, &b).await?;
-        buyers.push(status::describe(&b, &orders, &names, Utc::now()));
-    }
-    Ok(status::StatusReport {
-        query: query.to_owned(),
-        buyers,
-    })
 }
 
 async fn simulate(
@@ -598,21 +612,23 @@ async fn simulate(
 
 async fn expire(
     now: Option<DateTime<Utc>>,
-    url: &str,
+    url: Option<&str>,
     config: Option<PathBuf>,
     data_dir: PathBuf,
 ) -> anyhow::Result<()> {
-    let mut req =
-        reqwest::Client::new().post(format!("{}/admin/expire", url.trim_end_matches('/')));
-    if let Some(t) = now {
-        req = req.query(&[("now", t.to_rfc3339())]);
-    }
     // A running `enroll dev` owns the data directory: ask it. Otherwise run the pass here.
-    if let Ok(resp) = req.timeout(Duration::from_secs(600)).send().await {
-        let ok = resp.status().is_success();
-        let text = resp.text().await.unwrap_or_default();
-        println!("{text}");
-        anyhow::ensure!(ok, "the expiry pass failed");
+    if let Some(dev) = enroll_cli::ops::target::running_dev(&data_dir, url).await? {
+        let mut req = dev.post("/admin/expire");
+        if let Some(t) = now {
+            req = req.query(&[("now", t.to_rfc3339())]);
+        }
+        let report: serde_json::Value = dev.call(req, Duration::from_secs(600)).await?;
+        println!("{report}");
+        let failed = report["failed"].as_u64().unwrap_or(0);
+        anyhow::ensure!(
+            failed == 0,
+            "{failed} buyers could not be reconciled; they stay due"
+        );
         return Ok(());
     }
     let cfg = config_file::load(config.as_deref())?;

@@ -1,38 +1,261 @@
-//! The local webhook endpoint: every `/webhooks/{platform}` request goes to the same ingest
-//! handler the Lambda function URL runs. Admin routes let `enroll expire`, `enroll link`,
-//! `enroll status` and `enroll dlq` reach a running `enroll dev`; the server binds loopback only.
+//! The two local listeners of `enroll dev`, and the files in the data directory that say where
+//! they answer.
+//!
+//! - The webhook listener is the port a tunnel exposes to the platforms. It serves
+//!   `/webhooks/{platform}` (the same ingest handler the Lambda function URL runs) and
+//!   `/healthz`, nothing else: every other path gets ingest's 404.
+//! - The admin listener binds loopback on a port of its own and lets `enroll expire`, `link`,
+//!   `status` and `dlq` reach a running `enroll dev`. Every request must carry the data
+//!   directory's token (`Authorization: Bearer`), or it gets 401. A web page the seller opens
+//!   cannot use it either: a request with an `Origin` header, a cross-site `Sec-Fetch-Site`, or
+//!   a `Host` other than loopback (DNS rebinding) gets 403, and no CORS header is ever sent, so
+//!   the preflight that an `Authorization` header needs cross-origin always fails.
+//! - [`TOKEN_FILE`] holds that token, made at the first start and readable by its owner only;
+//!   [`DEV_FILE`] says where the running `enroll dev` answers (written at start, removed at a
+//!   clean stop). Operator commands read both (see `ops::target::running_dev`).
 
 use crate::runtime::Runtime;
+use anyhow::Context;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use enroll_core::config::Secret;
 use ingest::{Ingest, WebhookRequest};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::task::JoinHandle;
 
+/// The admin token's file in the data directory.
+pub const TOKEN_FILE: &str = "admin.token";
+/// Where the running `enroll dev` answers, in the data directory.
+pub const DEV_FILE: &str = "dev.json";
+
+/// The public listener: webhooks and the health check only.
 pub fn router(rt: Arc<Runtime>) -> Router {
     // Room above the ingest limit so ingest, not the framework, answers 413 with its reason.
     let limit = rt.config.ingest.max_body_bytes.saturating_mul(4);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .fallback(webhook)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(rt)
+}
+
+/// The admin listener's routes, behind [`guard`]. `port` is the one it is bound to: only
+/// `Host: 127.0.0.1:<port>` or `localhost:<port>` is answered.
+pub fn admin_router(rt: Arc<Runtime>, token: Secret, port: u16) -> Router {
+    let door = Arc::new(Door { token, port });
+    Router::new()
+        .route("/admin/healthz", get(|| async { "ok" }))
         .route("/admin/expire", post(expire))
         .route("/admin/link", post(link))
         .route("/admin/status", get(status))
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/replay", post(dlq_replay))
         .route("/admin/notion", get(notion))
-        .fallback(webhook)
-        .layer(DefaultBodyLimit::max(limit))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(door, guard))
         .with_state(rt)
 }
 
-/// Serves on `addr` (loopback); returns the bound address.
+/// Serves the admin routes on `addr` (loopback); returns the bound address.
+pub async fn serve_admin(
+    rt: Arc<Runtime>,
+    token: Secret,
+    addr: SocketAddr,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "the admin listener binds loopback only"
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = admin_router(rt, token, bound.port());
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// What the admin listener lets in.
+struct Door {
+    token: Secret,
+    port: u16,
+}
+
+/// Refuses browsers (403) before it looks at the token (401), so a page learns nothing from
+/// guessing. Every route needs the `Authorization` header, which no cross-origin page can send
+/// without a preflight that this listener never approves: state changes cannot be forged.
+async fn guard(State(door): State<Arc<Door>>, req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    if headers.contains_key(header::ORIGIN) {
+        return refused("requests from a web page (with an Origin header) are refused");
+    }
+    if let Some(site) = headers.get("sec-fetch-site") {
+        if !matches!(site.to_str(), Ok("none" | "same-origin")) {
+            return refused("cross-site requests are refused");
+        }
+    }
+    let host_ok = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| {
+            h == format!("127.0.0.1:{}", door.port) || h == format!("localhost:{}", door.port)
+        });
+    if !host_ok {
+        return refused("the admin listener answers to 127.0.0.1 or localhost only");
+    }
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match given {
+        Some(t) if same_secret(t.as_bytes(), door.token.expose().as_bytes()) => next.run(req).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "the admin token is missing or wrong: enroll reads it from the data directory's admin.token",
+        )
+            .into_response(),
+    }
+}
+
+fn refused(why: &'static str) -> Response {
+    (StatusCode::FORBIDDEN, why).into_response()
+}
+
+/// Compares in time that depends on the length only, not on where the first difference is.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    if given.len() != expected.len() {
+        return false;
+    }
+    let diff = given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    std::hint::black_box(diff) == 0
+}
+
+/// The data directory's admin token: read when it exists, otherwise made (32 random bytes,
+/// hex) in a file only its owner can read, from the moment it exists.
+pub fn admin_token(data_dir: &Path) -> anyhow::Result<Secret> {
+    let path = data_dir.join(TOKEN_FILE);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    match owner_only().create_new(true).open(&path) {
+        Ok(mut file) => {
+            let mut bytes = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            file.write_all(token.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(Secret::new(token))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_token(&path),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+/// The token a running `enroll dev` wants, read from its data directory.
+pub fn read_token(path: &Path) -> anyhow::Result<Secret> {
+    warn_if_shared(path);
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(
+        token.len() >= 32,
+        "{} holds no usable token: delete it and start `enroll dev` to make a new one",
+        path.display()
+    );
+    Ok(Secret::new(token))
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                "others can read the admin token: run `chmod 600` on it, or delete it so the next `enroll dev` makes a new one"
+            );
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &Path) {}
+
+/// Options for a file that only its owner may read (mode 0600), set at creation.
+fn owner_only() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// Where a running `enroll dev` answers: `dev.json` in its data directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevRecord {
+    pub pid: u32,
+    /// The webhook listener, e.g. `http://127.0.0.1:8787`.
+    pub webhook_url: String,
+    /// The admin listener, e.g. `http://127.0.0.1:40123`.
+    pub admin_url: String,
+    pub started_at: DateTime<Utc>,
+}
+
+fn dev_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DEV_FILE)
+}
+
+/// Writes `dev.json` (owner-only) whole: a reader sees the old file or the new one.
+pub fn write_dev_record(data_dir: &Path, record: &DevRecord) -> anyhow::Result<()> {
+    let path = dev_path(data_dir);
+    let tmp = path.with_extension(format!("json.{}.tmp", record.pid));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = owner_only()
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(&serde_json::to_vec_pretty(record)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The recorded address of the `enroll dev` on `data_dir`, if one was recorded; it may be stale
+/// (a killed process leaves it behind).
+pub fn read_dev_record(data_dir: &Path) -> Option<DevRecord> {
+    let bytes = std::fs::read(dev_path(data_dir)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes `dev.json` at a clean stop, unless another process has written its own since.
+pub fn remove_dev_record(data_dir: &Path, pid: u32) {
+    if read_dev_record(data_dir).is_some_and(|r| r.pid == pid) {
+        let _ = std::fs::remove_file(dev_path(data_dir));
+    }
+}
+
+/// Serves the webhook listener on `addr`; returns the bound address.
 pub async fn serve(
     rt: Arc<Runtime>,
     addr: SocketAddr,

@@ -1,13 +1,28 @@
 //! `enroll status <email | order id | Notion user id>`: what the ledger says about a buyer, what
-//! Notion has, and whether the sales record holds their Notion user id.
+//! Notion has, whether the sales record holds their Notion user id, and any purchase of theirs
+//! parked in the provision dead-letter queue, with its reason.
+//!
+//! Group names come from the simulated workspace, or on a real one from the catalog's names
+//! and `GET /Groups/{id}`; the report shows each Group's name and id.
 
+use crate::ops::target::{embedded_pair, running_dev, QueuePair, Stage};
 use crate::runtime::Runtime;
+use anyhow::Context;
 use chrono::{DateTime, Utc};
+use enroll_core::catalog::GroupRef;
+use enroll_core::config::{Config, ScimConfig};
+use enroll_core::event::OrderEvent;
 use enroll_core::ids::{BuyerEmail, NotionUserId};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
+use enroll_core::ports::Directory;
+use enroll_embedded::journal::Journal;
 use enroll_embedded::store::FileStore;
+use provision::GroupResolver;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct GrantStatus {
@@ -19,17 +34,40 @@ pub struct GrantStatus {
     pub revoked_by: Option<String>,
 }
 
+/// A managed Group the member is in: its SCIM id and, when it could be found, its name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct GroupStatus {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// One of the buyer's events parked in the provision dead-letter queue.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ParkedEvent {
+    pub event_key: String,
+    /// `purchase`, `refund`, ...
+    pub kind: String,
+    pub order: String,
+    pub reason: Option<String>,
+    pub parked_at: Option<DateTime<Utc>>,
+    pub receive_count: u32,
+}
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BuyerStatus {
     pub email: String,
+    /// False when the buyer is known only from a parked event: nothing was recorded yet.
+    pub in_ledger: bool,
     pub notion_user_id: Option<String>,
-    /// The managed Groups enroll put the member in (names when known).
-    pub groups: Vec<String>,
+    /// The managed Groups enroll put the member in.
+    pub groups: Vec<GroupStatus>,
     pub grants: Vec<GrantStatus>,
     pub unknown_items: Vec<String>,
     pub next_change_at: Option<DateTime<Utc>>,
     /// Whether the sales record holds the Notion user id; `None` when it could not be checked.
     pub sales_record: Option<bool>,
+    /// Events of this buyer's parked in the provision dead-letter queue.
+    pub parked: Vec<ParkedEvent>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -37,7 +75,6 @@ pub struct StatusReport {
     pub query: String,
     pub buyers: Vec<BuyerStatus>,
 }
-
 /// Finds the buyers a query names: an email, a Notion user id, or an order id.
 pub async fn find_buyers(store: &FileStore, query: &str) -> anyhow::Result<Vec<BuyerRecord>> {
     use enroll_core::ports::LedgerStore;
@@ -86,6 +123,183 @@ pub async fn orders_of(store: &FileStore, b: &BuyerRecord) -> anyhow::Result<Vec
         .map_err(|f| anyhow::anyhow!(f.reason))
 }
 
+/// What a query found: ledger buyers with their orders, and parked events by buyer email.
+struct Found {
+    buyers: Vec<(BuyerRecord, Vec<OrderRecord>)>,
+    parked: BTreeMap<BuyerEmail, Vec<ParkedEvent>>,
+}
+
+impl Found {
+    async fn gather(
+        store: &FileStore,
+        provision: Option<&QueuePair>,
+        query: &str,
+    ) -> anyhow::Result<Self> {
+        let mut buyers = Vec::new();
+        for b in find_buyers(store, query).await? {
+            let orders = orders_of(store, &b).await?;
+            buyers.push((b, orders));
+        }
+        let parked = match provision {
+            Some(pair) => parked_events(pair, query, &buyers).await?,
+            None => BTreeMap::new(),
+        };
+        Ok(Self { buyers, parked })
+    }
+
+    fn group_ids(&self) -> BTreeSet<String> {
+        self.buyers
+            .iter()
+            .flat_map(|(b, _)| b.applied_groups.iter().map(|g| g.as_str().to_owned()))
+            .collect()
+    }
+
+    /// Ledger buyers first, then buyers known only from a parked event.
+    fn describe(
+        mut self,
+        names: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> Vec<(Option<BuyerRecord>, BuyerStatus)> {
+        let mut out = Vec::new();
+        for (b, orders) in self.buyers {
+            let mut status = describe(&b, &orders, names, now);
+            status.parked = self.parked.remove(&b.email).unwrap_or_default();
+            out.push((Some(b), status));
+        }
+        for (email, parked) in self.parked {
+            out.push((
+                None,
+                BuyerStatus {
+                    email: email.as_str().to_owned(),
+                    in_ledger: false,
+                    notion_user_id: None,
+                    groups: Vec::new(),
+                    grants: Vec::new(),
+                    unknown_items: Vec::new(),
+                    next_change_at: None,
+                    sales_record: None,
+                    parked,
+                },
+            ));
+        }
+        out
+    }
+}
+
+/// The provision dead-letter queue's events that belong to the query: to one of `buyers`
+/// (by email or order), to the queried email, or to the queried order id.
+async fn parked_events(
+    pair: &QueuePair,
+    query: &str,
+    buyers: &[(BuyerRecord, Vec<OrderRecord>)],
+) -> anyhow::Result<BTreeMap<BuyerEmail, Vec<ParkedEvent>>> {
+    let QueuePair::Embedded { dlq, .. } = pair else {
+        return Ok(BTreeMap::new());
+    };
+    // The operator's view of each message (reason, when it was parked) joined to its body.
+    let described: HashMap<String, crate::ops::dlq::ParkedMessage> = crate::ops::dlq::list(pair)
+        .await?
+        .into_iter()
+        .map(|m| (m.id.clone(), m))
+        .collect();
+    let q = query.trim();
+    let queried = q.contains('@').then(|| BuyerEmail::parse(q).ok()).flatten();
+    let mut out: BTreeMap<BuyerEmail, Vec<ParkedEvent>> = BTreeMap::new();
+    for m in dlq.peek() {
+        let Ok(event) = serde_json::from_str::<OrderEvent>(&m.body) else {
+            continue;
+        };
+        // A refund may name no buyer: the ledger buyer who owns its order does.
+        let owner = event.buyer.as_ref().map(|b| b.email.clone()).or_else(|| {
+            buyers
+                .iter()
+                .find(|(b, _)| b.orders.contains(&event.order))
+                .map(|(b, _)| b.email.clone())
+        });
+        let Some(owner) = owner else {
+            continue;
+        };
+        let wanted = queried.as_ref() == Some(&owner)
+            || buyers
+                .iter()
+                .any(|(b, _)| b.email == owner || b.orders.contains(&event.order))
+            || event.order.order_id.as_str() == q
+            || event.order.to_string() == q;
+        if !wanted {
+            continue;
+        }
+        let seen = described.get(&m.id);
+        out.entry(owner).or_default().push(ParkedEvent {
+            event_key: event.key.as_string(),
+            kind: event.kind.as_str().to_owned(),
+            order: event.order.to_string(),
+            reason: seen.and_then(|d| d.reason.clone()),
+            parked_at: seen.and_then(|d| d.parked_at),
+            receive_count: seen.map_or(m.receive_count, |d| d.receive_count),
+        });
+    }
+    Ok(out)
+}
+
+/// Display names of Group ids on a real workspace: the catalog's Groups named by name,
+/// resolved as provision resolves them, then `GET /Groups/{id}` for any id still unnamed. A
+/// Group whose name cannot be had is shown by its id alone.
+pub async fn scim_group_names(
+    config: &Config,
+    directory: &dyn Directory,
+    resolver: &GroupResolver,
+    ids: &BTreeSet<String>,
+) -> BTreeMap<String, String> {
+    let mut names = BTreeMap::new();
+    let catalog_names: BTreeSet<&GroupRef> = config
+        .catalog
+        .products
+        .iter()
+        .flat_map(|p| &p.groups)
+        .filter(|g| matches!(g, GroupRef::Name(_)))
+        .collect();
+    for g in catalog_names {
+        if names.len() == ids.len() {
+            break;
+        }
+        if let (GroupRef::Name(n), Ok(id)) = (g, resolver.resolve(directory, g).await) {
+            if ids.contains(id.as_str()) {
+                names.insert(id.as_str().to_owned(), n.clone());
+            }
+        }
+    }
+    for id in ids {
+        if !names.contains_key(id) {
+            if let Some(n) = group_display_name(&config.scim, id).await {
+                names.insert(id.clone(), n);
+            }
+        }
+    }
+    names
+}
+
+/// `displayName` of one Group. Members are left out of the answer where the server supports
+/// it (RFC 7644 `excludedAttributes`): a Group may hold thousands.
+async fn group_display_name(scim: &ScimConfig, id: &str) -> Option<String> {
+    let url = format!(
+        "{}/Groups/{}?excludedAttributes=members",
+        scim.base_url.trim_end_matches('/'),
+        enroll_notion::scim::encode_query_value(id)
+    );
+    let resp = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(scim.token.expose())
+        .header("accept", "application/scim+json, application/json")
+        .timeout(Duration::from_secs(scim.timeout_secs.max(1)))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?;
+    let body: serde_json::Value = resp.json().await.ok()?;
+    body.get("displayName")?.as_str().map(str::to_owned)
+}
+
 /// Describes one buyer from the ledger; `names` maps Group ids to display names.
 pub fn describe(
     b: &BuyerRecord,
@@ -113,59 +327,141 @@ pub fn describe(
     }
     BuyerStatus {
         email: b.email.as_str().to_owned(),
+        in_ledger: true,
         notion_user_id: b.notion_user_id.as_ref().map(|u| u.as_str().to_owned()),
         groups: b
             .applied_groups
             .iter()
-            .map(|g| {
-                names
-                    .get(g.as_str())
-                    .cloned()
-                    .unwrap_or_else(|| g.as_str().to_owned())
+            .map(|g| GroupStatus {
+                id: g.as_str().to_owned(),
+                name: names.get(g.as_str()).cloned(),
             })
             .collect(),
         grants,
         unknown_items: unknown,
         next_change_at: b.next_change_at,
         sales_record: None,
+        parked: Vec::new(),
     }
+}
+
+fn simulated_names(state: enroll_simulator::SimState) -> BTreeMap<String, String> {
+    state
+        .groups
+        .into_iter()
+        .map(|g| (g.id, g.display_name))
+        .collect()
 }
 
 /// The full report from a running runtime, including the sales record check.
 pub async fn lookup(rt: &Runtime, query: &str, now: DateTime<Utc>) -> anyhow::Result<StatusReport> {
-    let names: BTreeMap<String, String> = rt
-        .simulator_state()
-        .map(|s| {
-            s.groups
-                .into_iter()
-                .map(|g| (g.id, g.display_name))
-                .collect()
-        })
-        .unwrap_or_default();
+    let provision = QueuePair::Embedded {
+        stage: Stage::Provision,
+        source: rt.provision_queue.clone(),
+        dlq: rt.provision_dlq().clone(),
+    };
+    let found = Found::gather(&rt.store, Some(&provision), query).await?;
+    let names = match rt.simulator_state() {
+        Some(state) => simulated_names(state),
+        None => {
+            scim_group_names(
+                &rt.config,
+                rt.provisioner.directory.as_ref(),
+                &rt.provisioner.groups,
+                &found.group_ids(),
+            )
+            .await
+        }
+    };
     let mut buyers = Vec::new();
-    for b in find_buyers(&rt.store, query).await? {
-        let orders = orders_of(&rt.store, &b).await?;
-        let mut status = describe(&b, &orders, &names, now);
-        if let Some(user) = &b.notion_user_id {
-            let found = rt.aligner.sales.find_by_email(&b.email).await;
-            let mut written =
-                matches!(&found, Ok(Some(r)) if r.notion_user_id.as_deref() == Some(user.as_str()));
-            if !written {
-                for o in &b.orders {
-                    if let Ok(Some(r)) = rt.aligner.sales.find_by_order(o.order_id.as_str()).await {
-                        written |= r.notion_user_id.as_deref() == Some(user.as_str());
-                    }
-                }
-            }
-            status.sales_record = Some(written);
-        } else {
-            status.sales_record = Some(false);
+    for (record, mut status) in found.describe(&names, now) {
+        if let Some(b) = record {
+            status.sales_record = Some(sales_record_written(rt, &b).await);
         }
         buyers.push(status);
     }
     Ok(StatusReport {
         query: query.to_owned(),
         buyers,
+    })
+}
+
+async fn sales_record_written(rt: &Runtime, b: &BuyerRecord) -> bool {
+    let Some(user) = &b.notion_user_id else {
+        return false;
+    };
+    let found = rt.aligner.sales.find_by_email(&b.email).await;
+    if matches!(&found, Ok(Some(r)) if r.notion_user_id.as_deref() == Some(user.as_str())) {
+        return true;
+    }
+    for o in &b.orders {
+        if let Ok(Some(r)) = rt.aligner.sales.find_by_order(o.order_id.as_str()).await {
+            if r.notion_user_id.as_deref() == Some(user.as_str()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// `enroll status`: asks the running `enroll dev` that owns `data_dir` (which also checks the
+/// sales record), or reads the data directory itself. `config`, when it names a real
+/// workspace, is used to look up Group names there.
+pub async fn report(
+    query: &str,
+    data_dir: &Path,
+    url: Option<&str>,
+    config: Option<&Config>,
+) -> anyhow::Result<StatusReport> {
+    if let Some(dev) = running_dev(data_dir, url).await? {
+        return dev
+            .call(
+                dev.get("/admin/status").query(&[("q", query)]),
+                Duration::from_secs(30),
+            )
+            .await;
+    }
+    let path = data_dir.join("store.log");
+    anyhow::ensure!(
+        path.exists(),
+        "no `enroll dev` is running on {dir} and it holds no data (start `enroll dev --data-dir {dir}`, or pass the right --data-dir)",
+        dir = data_dir.display()
+    );
+    let store = FileStore::open_read_only(&path)?;
+    let queues = data_dir.join("queues.log");
+    let provision = if queues.exists() {
+        let journal = Journal::open_read_only(&queues)
+            .with_context(|| format!("reading {}", queues.display()))?;
+        let (source, dlq) = embedded_pair(&Arc::new(Mutex::new(journal)), Stage::Provision);
+        Some(QueuePair::Embedded {
+            stage: Stage::Provision,
+            source,
+            dlq,
+        })
+    } else {
+        None
+    };
+    let found = Found::gather(&store, provision.as_ref(), query).await?;
+    let simulated = std::fs::read(crate::runtime::sim_state_path(data_dir))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<enroll_simulator::SimState>(&b).ok());
+    let names = match (simulated, config) {
+        (_, Some(cfg)) if !crate::runtime::needs_simulator(cfg) => {
+            let budget = enroll_notion::rate::from_config(&cfg.rate);
+            let scim = enroll_notion::ScimClient::new(&cfg.scim, budget)
+                .map_err(|f| anyhow::anyhow!(f.reason))?;
+            scim_group_names(cfg, &scim, &GroupResolver::default(), &found.group_ids()).await
+        }
+        (Some(state), _) => simulated_names(state),
+        (None, _) => BTreeMap::new(),
+    };
+    Ok(StatusReport {
+        query: query.to_owned(),
+        buyers: found
+            .describe(&names, Utc::now())
+            .into_iter()
+            .map(|(_, status)| status)
+            .collect(),
     })
 }
 
@@ -177,16 +473,48 @@ pub fn print(report: &StatusReport) {
     }
     for b in &report.buyers {
         println!("buyer           {}", b.email);
+        for p in &b.parked {
+            println!(
+                "PARKED          {} {} of order {}: in the provision dead-letter queue{}",
+                p.event_key,
+                p.kind,
+                p.order,
+                p.parked_at
+                    .map(|t| format!(" since {}", t.to_rfc3339()))
+                    .unwrap_or_default()
+            );
+            println!(
+                "                reason: {}",
+                p.reason.as_deref().unwrap_or("none recorded")
+            );
+            println!(
+                "                fix the cause, then: enroll dlq replay --key {}",
+                p.event_key
+            );
+        }
+        if !b.in_ledger {
+            println!("                nothing recorded for this buyer yet");
+            println!();
+            continue;
+        }
         println!(
             "notion user id  {}",
             b.notion_user_id.as_deref().unwrap_or("-")
         );
+        let groups: Vec<String> = b
+            .groups
+            .iter()
+            .map(|g| match &g.name {
+                Some(n) => format!("{n} ({})", g.id),
+                None => g.id.clone(),
+            })
+            .collect();
         println!(
             "groups          {}",
-            if b.groups.is_empty() {
+            if groups.is_empty() {
                 "-".into()
             } else {
-                b.groups.join(", ")
+                groups.join(", ")
             }
         );
         let record = match b.sales_record {

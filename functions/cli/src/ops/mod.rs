@@ -13,7 +13,7 @@ pub mod backfill;
 pub mod dlq;
 pub mod target;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use enroll_core::ids::Platform;
@@ -176,28 +176,23 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             json,
             target,
         } => {
-            let msgs = match target.resolve().await? {
-                Target::Embedded(e) if e.dev_running => {
-                    let mut out = Vec::new();
-                    for s in stages(queue) {
-                        let got: Vec<dlq::ParkedMessage> = dev_call(
-                            reqwest::Client::new()
-                                .get(admin_url(&e.args.url, "/admin/dlq"))
-                                .query(&[("queue", s.as_str())]),
+            let target = target.resolve().await?;
+            let mut msgs = Vec::new();
+            if let Some(dev) = target.dev() {
+                for s in stages(queue) {
+                    let got: Vec<dlq::ParkedMessage> = dev
+                        .call(
+                            dev.get("/admin/dlq").query(&[("queue", s.as_str())]),
+                            DEV_TIMEOUT,
                         )
                         .await?;
-                        out.extend(got);
-                    }
-                    out
+                    msgs.extend(got);
                 }
-                t => {
-                    let mut out = Vec::new();
-                    for pair in pairs(&t, queue)? {
-                        out.extend(dlq::list(&pair).await?);
-                    }
-                    out
+            } else {
+                for pair in pairs(&target, queue)? {
+                    msgs.extend(dlq::list(&pair).await?);
                 }
-            };
+            }
             if json {
                 print_json(&msgs)
             } else {
@@ -220,16 +215,13 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                 rate,
                 dry_run,
             };
-            let reports = match target.resolve().await? {
-                Target::Embedded(e) if e.dev_running => {
-                    dev_call(
-                        reqwest::Client::new()
-                            .post(admin_url(&e.args.url, "/admin/dlq/replay"))
-                            .json(&req),
-                    )
-                    .await?
+            let target = target.resolve().await?;
+            let reports = match target.dev() {
+                Some(dev) => {
+                    dev.call(dev.post("/admin/dlq/replay").json(&req), DEV_TIMEOUT)
+                        .await?
                 }
-                t => replay_all(&pairs(&t, queue)?, &req).await?,
+                None => replay_all(&pairs(&target, queue)?, &req).await?,
             };
             if json {
                 print_json(&reports)?;
@@ -269,27 +261,8 @@ pub async fn replay_all(
     Ok(out)
 }
 
-fn admin_url(base: &str, path: &str) -> String {
-    format!("{}{path}", base.trim_end_matches('/'))
-}
-
-async fn dev_call<T: serde::de::DeserializeOwned>(
-    req: reqwest::RequestBuilder,
-) -> anyhow::Result<T> {
-    let resp = req
-        .timeout(Duration::from_secs(600))
-        .send()
-        .await
-        .context("calling the running `enroll dev`")?;
-    if !resp.status().is_success() {
-        return Err(anyhow!(
-            "`enroll dev` answered {}: {}",
-            resp.status(),
-            resp.text().await.unwrap_or_default()
-        ));
-    }
-    Ok(resp.json().await?)
-}
+/// How long a DLQ listing or replay through `enroll dev` may take.
+const DEV_TIMEOUT: Duration = Duration::from_secs(600);
 
 async fn run_backfill(cmd: BackfillCommand) -> anyhow::Result<()> {
     match cmd {

@@ -5,8 +5,10 @@
 //!
 //! A running `enroll dev` owns its data directory: its journals are open for appending, and a
 //! second writer would compact them from under it. So while it runs, `dlq list` and `dlq replay`
-//! go through its admin routes, reports read the files without taking them over, and commands
+//! go through its admin listener, reports read the files without taking them over, and commands
 //! that write the ledger (`backfill apply`, `audit --fix`) refuse and ask for it to be stopped.
+//! [`running_dev`] is that rule for every command (`status`, `link` and `expire` too): it finds
+//! the running `enroll dev` from the address and token in the data directory.
 
 use crate::runtime::{self, Options, Runtime};
 use anyhow::{anyhow, bail, Context};
@@ -22,7 +24,7 @@ use enroll_embedded::store::FileStore;
 use enroll_notion::rate::TokenBucket;
 use enroll_notion::ScimClient;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,9 +72,10 @@ pub struct TargetArgs {
     /// The embedded default's data directory.
     #[arg(long, default_value = ".enroll")]
     pub data_dir: PathBuf,
-    /// Where a running `enroll dev` answers; it owns the data directory while it runs.
-    #[arg(long, default_value = "http://127.0.0.1:8787")]
-    pub url: String,
+    /// The admin address of a running `enroll dev`, which owns the data directory while it
+    /// runs; by default the one it recorded in the data directory (`dev.json`).
+    #[arg(long)]
+    pub url: Option<String>,
     /// A deployed stack: queue URLs, table and secret come from its outputs (standard AWS
     /// credential chain and region).
     #[arg(long, env = "ENROLL_STACK")]
@@ -166,10 +169,10 @@ impl TargetArgs {
     /// Decides the target; for a stack, reads its outputs once.
     pub async fn resolve(&self) -> anyhow::Result<Target> {
         if !self.names_aws() {
-            let dev_running = dev_running(&self.url).await;
+            let dev = running_dev(&self.data_dir, self.url.as_deref()).await?;
             return Ok(Target::Embedded(Box::new(Embedded {
                 args: self.clone(),
-                dev_running,
+                dev,
             })));
         }
         let sdk = enroll_aws::sdk_config().await;
@@ -210,14 +213,100 @@ pub async fn stack_outputs(
         .collect())
 }
 
-/// Whether an `enroll dev` answers at `url`.
-pub async fn dev_running(url: &str) -> bool {
-    let probe = reqwest::Client::new()
-        .get(format!("{}/healthz", url.trim_end_matches('/')))
-        .timeout(Duration::from_secs(2))
+/// The admin listener of a running `enroll dev`, with the token it wants.
+#[derive(Clone)]
+pub struct DevAdmin {
+    /// E.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    token: Secret,
+    http: reqwest::Client,
+}
+
+impl DevAdmin {
+    pub fn new(url: &str, token: Secret) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A request to `path` (e.g. `/admin/status`) carrying the token.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(self.token.expose())
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
+    }
+
+    /// Sends `req` and reads its JSON answer; an error carries what `enroll dev` said.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> anyhow::Result<T> {
+        let resp = req
+            .timeout(timeout)
+            .send()
+            .await
+            .with_context(|| format!("calling the running `enroll dev` at {}", self.url))?;
+        if !resp.status().is_success() {
+            bail!(
+                "`enroll dev` answered {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        Ok(resp.json().await?)
+    }
+}
+
+/// The `enroll dev` that owns `data_dir`, if one runs: every command that acts on a data
+/// directory asks it when it runs and opens the directory itself otherwise.
+///
+/// Its address comes from `url` when given, else from the directory's `dev.json`; the token
+/// from the directory's `admin.token`. A `dev.json` left by a killed process (nothing listens,
+/// or something else does) counts as no `enroll dev`. One that answers but refuses the token is
+/// an error, not a reason to open files it may own.
+pub async fn running_dev(data_dir: &Path, url: Option<&str>) -> anyhow::Result<Option<DevAdmin>> {
+    let url = match url.filter(|u| !u.is_empty()) {
+        Some(u) => u.to_owned(),
+        None => match crate::server::read_dev_record(data_dir) {
+            Some(r) => r.admin_url,
+            None => return Ok(None),
+        },
+    };
+    let token_path = data_dir.join(crate::server::TOKEN_FILE);
+    if !token_path.exists() {
+        // No `enroll dev` has ever started on this directory, so none owns it.
+        return Ok(None);
+    }
+    let dev = DevAdmin::new(&url, crate::server::read_token(&token_path)?);
+    let probe = dev
+        .get("/admin/healthz")
+        .timeout(Duration::from_secs(5))
         .send()
         .await;
-    matches!(probe, Ok(r) if r.status().is_success())
+    match probe {
+        Ok(r) if r.status().is_success() => Ok(Some(dev)),
+        Ok(r) if matches!(r.status().as_u16(), 401 | 403) => bail!(
+            "an `enroll dev` answers at {url} but refuses the token in {}: is it running on another data directory (--data-dir)?",
+            token_path.display()
+        ),
+        Ok(_) => Ok(None),
+        Err(e) if e.is_timeout() => bail!(
+            "the `enroll dev` at {url} does not answer; it owns {}: wait, or stop it",
+            data_dir.display()
+        ),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Both boxed: a target is built once per command, and the two differ much in size.
@@ -226,10 +315,20 @@ pub enum Target {
     Aws(Box<Aws>),
 }
 
+impl Target {
+    /// The running `enroll dev` that owns the embedded data directory, if any.
+    pub fn dev(&self) -> Option<&DevAdmin> {
+        match self {
+            Target::Embedded(e) => e.dev.as_ref(),
+            Target::Aws(_) => None,
+        }
+    }
+}
+
 pub struct Embedded {
     pub args: TargetArgs,
-    /// An `enroll dev` answers at `args.url` and owns the data directory.
-    pub dev_running: bool,
+    /// The running `enroll dev` that owns the data directory, if any.
+    pub dev: Option<DevAdmin>,
 }
 
 pub struct Aws {
@@ -269,12 +368,13 @@ impl Embedded {
     /// The data directory's queue journal, opened directly: only while no `enroll dev` owns it.
     pub fn open_queues(&self) -> anyhow::Result<Vec<QueuePair>> {
         let dir = &self.args.data_dir;
-        anyhow::ensure!(
-            !self.dev_running,
-            "`enroll dev` is running at {} and owns {}",
-            self.args.url,
-            dir.display()
-        );
+        if let Some(dev) = &self.dev {
+            bail!(
+                "`enroll dev` is running at {} and owns {}",
+                dev.url,
+                dir.display()
+            );
+        }
         let path = dir.join("queues.log");
         anyhow::ensure!(
             path.exists(),
@@ -295,10 +395,10 @@ impl Embedded {
 
     /// Refuses while `enroll dev` runs: for commands that write the ledger.
     pub fn ensure_exclusive(&self, what: &str) -> anyhow::Result<()> {
-        if self.dev_running {
+        if let Some(dev) = &self.dev {
             bail!(
                 "`enroll dev` is running at {} and owns {}: stop it (Ctrl-C) and run `{what}` again",
-                self.args.url,
+                dev.url,
                 self.args.data_dir.display()
             );
         }
@@ -449,21 +549,16 @@ impl Workspace {
     ) -> anyhow::Result<Self> {
         let (mut config, ledger, runtime) = match target {
             Target::Aws(aws) => (aws.config().await?, aws.ledger()?, None),
-            Target::Embedded(e) if e.dev_running => {
+            Target::Embedded(e) if e.dev.is_some() => {
                 if writes {
                     e.ensure_exclusive("this command")?;
                 }
                 let mut config = e.args.load_config()?;
-                if runtime::needs_simulator(&config) {
-                    let sim: SimulatedScim = reqwest::Client::new()
-                        .get(format!("{}/admin/notion", e.args.url.trim_end_matches('/')))
-                        .timeout(Duration::from_secs(10))
-                        .send()
-                        .await?
-                        .error_for_status()
-                        .context("asking `enroll dev` for its simulated workspace")?
-                        .json()
-                        .await?;
+                if let (true, Some(dev)) = (runtime::needs_simulator(&config), target.dev()) {
+                    let sim: SimulatedScim = dev
+                        .call(dev.get("/admin/notion"), Duration::from_secs(10))
+                        .await
+                        .context("asking `enroll dev` for its simulated workspace")?;
                     config.scim.base_url = sim.scim_base_url;
                     config.scim.token = Secret::new(sim.scim_token);
                 }
