@@ -41,8 +41,9 @@ ALLOWED = {
     "ingest": LOGS | SECRETS | KMS | {"sqs:SendMessage"},
     # functions/provision: ledger, SCIM budget, align queue and its own DLQ.
     "provision": LOGS | SECRETS | KMS | CONSUME | LEDGER | RATE | {"sqs:SendMessage"},
-    # functions/align: Notion budget, parks in its DLQ.
-    "align": LOGS | SECRETS | KMS | CONSUME | RATE | {"sqs:SendMessage"},
+    # functions/align: Notion budget, per-buyer leases (claim and release), parks in its DLQ
+    # and defers to its own queue.
+    "align": LOGS | SECRETS | KMS | CONSUME | RATE | {"dynamodb:DeleteItem", "sqs:SendMessage"},
     # functions/expire: reconciles due buyers through the ledger and SCIM.
     "expire": LOGS | SECRETS | KMS | LEDGER | RATE,
 }
