@@ -2,4 +2,6 @@
 
 pub mod enroll_bin;
 pub mod lambda_watch;
+pub mod local_server;
 pub mod moto;
+pub mod scim_server;

@@ -5,40 +5,29 @@
 //! binary. Tests never reset it: each creates its own uniquely named table or queues, so they run
 //! in parallel.
 //!
-//! moto runs under a small `sh` wrapper that waits on a pipe from this process and stops moto
-//! when the pipe closes. The kernel closes it whenever this process ends, whether the tests
-//! passed, panicked or were killed, so no moto outlives its test binary. Its log goes to
+//! moto is a [`LocalServer`]: it stops when this process ends, whether the tests passed,
+//! panicked or were killed, so no moto outlives its test binary. Its log goes to
 //! `$TMPDIR/enroll-moto-<port>.log`.
 
-use anyhow::{bail, Context, Result};
+use crate::local_server::LocalServer;
+use anyhow::{Context, Result};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_sqs::types::QueueAttributeName;
 use enroll_aws::DynamoStore;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The region every test client uses; moto keeps state per region.
 pub const REGION: &str = "us-east-1";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `$1` moto_server, `$2` port, `$3` log file. `read` returns once this process's end of the
-/// pipe on stdin closes.
-const WRAPPER: &str = r#""$1" -H 127.0.0.1 -p "$2" >"$3" 2>&1 </dev/null &
-moto=$!
-read _ignored
-kill "$moto" 2>/dev/null
-wait "$moto""#;
-
 struct Server {
     endpoint: String,
-    /// Holds the wrapper's stdin open for the life of the process; never read after start.
-    _wrapper: Option<Mutex<Child>>,
+    /// Held for the life of the process (a `static` is never dropped); the kernel stops moto.
+    _moto: Option<LocalServer>,
 }
 
 static SERVER: OnceLock<Server> = OnceLock::new();
@@ -49,7 +38,7 @@ pub fn endpoint() -> &'static str {
         .get_or_init(|| match std::env::var("AWS_ENDPOINT_URL") {
             Ok(url) if !url.is_empty() => Server {
                 endpoint: url,
-                _wrapper: None,
+                _moto: None,
             },
             _ => start().unwrap_or_else(|e| panic!("cannot start moto: {e:#}")),
         })
@@ -65,68 +54,26 @@ fn moto_server_path() -> PathBuf {
 }
 
 fn start() -> Result<Server> {
-    let moto = moto_server_path();
-    if !moto.exists() {
-        bail!(
-            "{} not found: create the venv (python3 -m venv .venv && .venv/bin/pip install \
-             'moto[server]') or set AWS_ENDPOINT_URL",
-            moto.display()
-        );
-    }
-    let port = free_port()?;
-    let log = std::env::temp_dir().join(format!("enroll-moto-{port}.log"));
-    let mut wrapper = Command::new("sh")
-        .arg("-c")
-        .arg(WRAPPER)
-        .arg("enroll-moto")
-        .arg(&moto)
-        .arg(port.to_string())
-        .arg(&log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("spawning the moto wrapper")?;
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while !answers(port) {
-        if let Some(status) = wrapper.try_wait()? {
-            bail!("moto exited with {status}; see {}", log.display());
-        }
-        if Instant::now() > deadline {
-            let _ = wrapper.kill();
-            bail!(
-                "moto did not answer within {READY_TIMEOUT:?}; see {}",
-                log.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let moto = LocalServer::spawn(
+        "moto",
+        &moto_server_path(),
+        |port| {
+            vec![
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string().into(),
+            ]
+        },
+        "/moto-api/",
+        |status| status == 200,
+        READY_TIMEOUT,
+    )
+    .context("create the venv (bash tests/tools.sh) or set AWS_ENDPOINT_URL")?;
     Ok(Server {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        _wrapper: Some(Mutex::new(wrapper)),
+        endpoint: moto.url(),
+        _moto: Some(moto),
     })
-}
-
-/// Another process could take the port between this probe and moto's bind; moto would then
-/// exit and `start` says so.
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Whether `GET /moto-api/` answers 200.
-fn answers(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
 /// An SDK configuration pointed at moto, with dummy credentials. Build clients per test: a
