@@ -832,7 +832,7 @@ async fn enroll_link_on_a_data_directory() -> Result<()> {
         Runtime::start(Options {
             config: config(Deprovision::Keep),
             data_dir: Some(dir.clone()),
-            queues: QueueSettings::default(),
+            timings: Default::default(),
             simulate: true,
         })
         .await

@@ -12,7 +12,6 @@ use anyhow::{anyhow, Context};
 use chrono::Utc;
 use enroll_core::config::Config;
 use enroll_core::ids::BuyerEmail;
-use enroll_embedded::queue::QueueSettings;
 use enroll_notion::scim::ScimClient;
 use provision::link::LinkReport;
 use provision::{Provisioner, ReconcileOnly};
@@ -74,7 +73,7 @@ pub async fn run(args: LinkArgs) -> anyhow::Result<LinkReport> {
     let rt = Runtime::start(Options {
         config: args.config,
         data_dir: Some(args.data_dir),
-        queues: QueueSettings::default(),
+        timings: Default::default(),
         simulate: false,
     })
     .await?;

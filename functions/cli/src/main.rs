@@ -7,7 +7,6 @@ use enroll_cli::runtime::{Options, Runtime};
 use enroll_cli::{config_file, demo, send, server, status};
 use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
-use enroll_embedded::queue::QueueSettings;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -222,26 +221,6 @@ enum Command {
         #[arg(long, default_value_t = 1800)]
         timeout_secs: u64,
     },
-    /// Only the provision and align workers on a data directory, against the configured SCIM
-    /// and Notion URLs: the process `enroll chaos` kills.
-    #[command(hide = true)]
-    Worker {
-        #[arg(long)]
-        config: PathBuf,
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long, default_value_t = 5000)]
-        visibility_ms: u64,
-        #[arg(long, default_value_t = 4)]
-        max_receives: u32,
-        #[arg(long, default_value_t = 5000)]
-        claim_ms: u64,
-        #[arg(long, default_value_t = 1)]
-        concurrency: usize,
-        /// Exit when stdin closes, i.e. when the process that started this one ends.
-        #[arg(long)]
-        exit_with_parent: bool,
-    },
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -448,30 +427,6 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Worker {
-            config,
-            data_dir,
-            visibility_ms,
-            max_receives,
-            claim_ms,
-            concurrency,
-            exit_with_parent,
-        } => {
-            init_tracing("warn");
-            let settings = enroll_cli::chaos::WorkerSettings {
-                visibility: Duration::from_millis(visibility_ms),
-                max_receives,
-                claim: Duration::from_millis(claim_ms),
-                concurrency,
-            };
-            enroll_cli::chaos::worker(
-                config_file::load(Some(&config))?,
-                data_dir,
-                settings,
-                exit_with_parent,
-            )
-            .await
-        }
     }
 }
 
@@ -487,7 +442,7 @@ async fn dev(
     let rt = Runtime::start(Options {
         config: cfg,
         data_dir: Some(data_dir.clone()),
-        queues: QueueSettings::default(),
+        timings: Default::default(),
         simulate: false,
     })
     .await?;
@@ -635,7 +590,7 @@ async fn expire(
     let rt = Runtime::start(Options {
         config: cfg,
         data_dir: Some(data_dir),
-        queues: QueueSettings::default(),
+        timings: Default::default(),
         simulate: false,
     })
     .await?;

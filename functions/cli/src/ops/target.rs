@@ -571,7 +571,7 @@ impl Workspace {
                 let rt = Runtime::start(Options {
                     config: e.args.load_config()?,
                     data_dir: Some(e.args.data_dir.clone()),
-                    queues: QueueSettings::default(),
+                    timings: Default::default(),
                     simulate: false,
                 })
                 .await?;
