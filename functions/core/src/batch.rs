@@ -207,3 +207,100 @@ where
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timings::PROVISION;
+    use std::sync::Mutex;
+
+    /// Records what was parked.
+    #[derive(Default)]
+    struct Parked(Mutex<Vec<ParkedReason>>);
+
+    #[async_trait::async_trait]
+    impl DeadLetters for Parked {
+        async fn park(&self, _body: &str, why: &ParkedReason) -> Result<(), Failure> {
+            self.0.lock().unwrap().push(why.clone());
+            Ok(())
+        }
+    }
+
+    fn align_body() -> String {
+        serde_json::json!({
+            "source": {"platform": "stripe", "event_id": "evt_1"},
+            "order": {"platform": "stripe", "order_id": "pi_1"},
+            "email": "a@example.com",
+            "notion_user_id": "11111111-2222-4333-8444-555555555555",
+        })
+        .to_string()
+    }
+
+    fn msg(receive_count: u32) -> Incoming {
+        Incoming {
+            id: "m1".into(),
+            body: align_body(),
+            receive_count,
+        }
+    }
+
+    async fn run_one(m: Incoming, outcome: Failure) -> (BatchReport, Vec<ParkedReason>) {
+        let dead = Parked::default();
+        let report = run(&[m], &dead, &PROVISION, |_: AlignRequest| {
+            let outcome = outcome.clone();
+            async move { Err(outcome) }
+        })
+        .await;
+        let parked = dead.0.lock().unwrap().clone();
+        (report, parked)
+    }
+
+    #[tokio::test]
+    async fn a_held_key_is_deferred_for_the_claim_not_failed() {
+        let held = Failure::held_for("busy", Some(Duration::from_secs(20)));
+        // Even on what would be the last receive: waiting for a claim is no failure.
+        let (report, parked) = run_one(msg(PROVISION.max_receives), held).await;
+        assert!(parked.is_empty());
+        assert!(report.failed.is_empty(), "{report:?}");
+        assert_eq!(report.deferred.len(), 1);
+        assert_eq!(report.deferred[0].delay, Duration::from_secs(22));
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_backs_off_then_parks_with_its_cause_on_the_last_receive() {
+        let (report, parked) = run_one(msg(2), Failure::transient("SCIM 503")).await;
+        assert!(parked.is_empty());
+        assert_eq!(report.failed, vec!["m1".to_owned()]);
+        assert_eq!(report.retries[0].delay, PROVISION.retry_delay(2, None));
+
+        let last = PROVISION.max_receives;
+        let (report, parked) = run_one(msg(last), Failure::transient("SCIM 503")).await;
+        assert!(report.failed.is_empty());
+        assert_eq!(report.parked, 1);
+        assert_eq!(
+            parked[0].reason,
+            format!("gave up after {last} receives (limit {last}); last failure: SCIM 503")
+        );
+        assert_eq!(parked[0].event_key.as_deref(), Some("stripe:evt_1"));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_parse_is_parked_with_why() {
+        let dead = Parked::default();
+        let bad = Incoming {
+            id: "m2".into(),
+            body: "{".into(),
+            receive_count: 1,
+        };
+        let report = run(&[bad], &dead, &PROVISION, |_: AlignRequest| async {
+            Ok(())
+        })
+        .await;
+        assert_eq!(report.parked, 1);
+        let parked = dead.0.lock().unwrap();
+        assert!(
+            parked[0].reason.starts_with("message body is not valid"),
+            "{parked:?}"
+        );
+    }
+}

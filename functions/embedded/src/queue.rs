@@ -489,4 +489,75 @@ mod tests {
         q.delete(&got[0].id).unwrap();
         assert!(q.is_empty());
     }
+
+    #[tokio::test]
+    async fn a_deferral_does_not_count_as_a_receive() {
+        let (q, dlq) = queues(2);
+        q.send_with("m", BTreeMap::new()).unwrap();
+        // Many more deferrals than the receive limit: the message is never parked.
+        for _ in 0..5 {
+            let got = q.receive(1, Duration::from_secs(1)).await.unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].receive_count, 1);
+            q.defer(&got[0].id, Duration::ZERO).unwrap();
+        }
+        assert!(dlq.is_empty());
+        assert_eq!(q.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_restart_brings_back_what_a_dead_process_held_uncounted() {
+        let j = Arc::new(Mutex::new(Journal::in_memory()));
+        let settings = QueueSettings {
+            visibility: Duration::from_secs(3600),
+            max_receives: 5,
+        };
+        let q = EmbeddedQueue::new("q", j.clone(), settings, None);
+        q.send_with("a", BTreeMap::new()).unwrap();
+        q.send_with("b", BTreeMap::new()).unwrap();
+        assert_eq!(q.receive(1, Duration::ZERO).await.unwrap().len(), 1);
+        // The process that received it is gone; the next one opens the same journal.
+        let q = EmbeddedQueue::new("q", j, settings, None);
+        assert_eq!(q.recover_in_flight().unwrap(), 1);
+        let got = q.receive(10, Duration::ZERO).await.unwrap();
+        assert_eq!(got.len(), 2, "both visible at once, not after an hour");
+        assert!(got.iter().all(|m| m.receive_count == 1));
+    }
+
+    #[tokio::test]
+    async fn an_unsettled_message_is_parked_with_its_receives_and_time() {
+        let (q, dlq) = queues(1);
+        q.send_with("m", BTreeMap::new()).unwrap();
+        q.receive(1, Duration::ZERO).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(q.receive(1, Duration::ZERO).await.unwrap().is_empty());
+        let parked = &dlq.peek()[0];
+        assert!(parked.attributes[ATTR_REASON].contains("never settled"));
+        assert_eq!(parked.attributes[ATTR_RECEIVES], "1");
+        assert!(parked.attributes.contains_key(ATTR_PARKED_AT));
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_delivery_that_fails_for_good_is_parked_once() {
+        let (_, dlq) = queues(5);
+        let dead = QueueDeadLetters {
+            dlq: dlq.clone(),
+            source: "provision".into(),
+        };
+        let why = ParkedReason {
+            reason: "unknown Group".into(),
+            event_key: Some("stripe:evt_1".into()),
+            buyer: None,
+        };
+        dead.park("body", &why).await.unwrap();
+        dead.park("body", &why).await.unwrap();
+        assert_eq!(dlq.len(), 1);
+        // Another event's failure is its own entry.
+        let other = ParkedReason {
+            event_key: Some("stripe:evt_2".into()),
+            ..why
+        };
+        dead.park("other", &other).await.unwrap();
+        assert_eq!(dlq.len(), 2);
+    }
 }
