@@ -24,7 +24,6 @@ use enroll_core::event::EventKind;
 use enroll_core::ids::{BuyerEmail, Platform};
 use enroll_core::ports::{Directory, Queue};
 use enroll_core::Failure;
-use enroll_embedded::queue::QueueSettings;
 use enroll_notion::scim::ScimClient;
 use enroll_platforms::Sample;
 use enroll_simulator::{SimConfig, SimState, User};
@@ -497,7 +496,7 @@ fn local() -> Local {
         let runtime = Runtime::start(Options {
             config: config(),
             data_dir: None,
-            queues: QueueSettings::default(),
+            timings: Default::default(),
             simulate: true,
         })
         .await
