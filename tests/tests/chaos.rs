@@ -212,7 +212,10 @@ async fn chaos_on_the_aws_adapters_loses_nothing_and_applies_nothing_twice() -> 
         SimConfig {
             scim_token: "moto-chaos-scim".into(),
             notion_token: "moto-chaos-notion".into(),
-            rate_limit: None,
+            scim_rate_limit: None,
+            notion_rate_limit: None,
+            admin_token: None,
+            max_members_per_patch: None,
             state: enroll_cli::seed::from_config(&enroll_cli::config_file::load(None)?),
         },
         "127.0.0.1:0".parse()?,

@@ -692,7 +692,10 @@ fn scim() -> Scim {
             SimConfig {
                 scim_token: "hostile-scim-token".into(),
                 notion_token: "hostile-notion-token".into(),
-                rate_limit: None,
+                scim_rate_limit: None,
+                notion_rate_limit: None,
+                admin_token: None,
+                max_members_per_patch: None,
                 state: SimState::default(),
             },
             "127.0.0.1:0".parse().unwrap(),

@@ -61,7 +61,10 @@ async fn simulator(members: &[String]) -> Result<SimHandle> {
         SimConfig {
             scim_token: SCIM_TOKEN.into(),
             notion_token: NOTION_TOKEN.into(),
-            rate_limit: None,
+            scim_rate_limit: None,
+            notion_rate_limit: None,
+            admin_token: None,
+            max_members_per_patch: None,
             state,
         },
         "127.0.0.1:0".parse()?,

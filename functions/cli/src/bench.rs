@@ -142,7 +142,10 @@ async fn simulator(cfg: &Config, limit: Option<RateLimit>) -> anyhow::Result<Sim
         SimConfig {
             scim_token: SCIM_TOKEN.into(),
             notion_token: NOTION_TOKEN.into(),
-            rate_limit: limit,
+            scim_rate_limit: limit,
+            notion_rate_limit: limit,
+            admin_token: None,
+            max_members_per_patch: None,
             state: seed::from_config(cfg),
         },
         "127.0.0.1:0".parse()?,
@@ -493,7 +496,10 @@ async fn backfill_bench(m: usize, rate: f64) -> anyhow::Result<Report> {
         SimConfig {
             scim_token: SCIM_TOKEN.into(),
             notion_token: NOTION_TOKEN.into(),
-            rate_limit: Some(limit(rate)),
+            scim_rate_limit: Some(limit(rate)),
+            notion_rate_limit: Some(limit(rate)),
+            admin_token: None,
+            max_members_per_patch: None,
             state,
         },
         "127.0.0.1:0".parse()?,

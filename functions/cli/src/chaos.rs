@@ -840,7 +840,10 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
         SimConfig {
             scim_token: scim_token.clone(),
             notion_token: notion_token.clone(),
-            rate_limit: None,
+            scim_rate_limit: None,
+            notion_rate_limit: None,
+            admin_token: None,
+            max_members_per_patch: None,
             state: crate::seed::from_config(&o.config),
         },
         "127.0.0.1:0".parse()?,

@@ -127,6 +127,10 @@ enum Command {
         scim_token: String,
         #[arg(long, default_value = "simulated-notion-token")]
         notion_token: String,
+        /// The bearer token `/_sim/` (state, faults, counters) requires; a new random one,
+        /// printed at start, when left out.
+        #[arg(long, env = "ENROLL_SIM_ADMIN_TOKEN", hide_env_values = true)]
+        admin_token: Option<String>,
     },
     /// Run the expiry pass once: grants that ended are revoked and follow-on grants begin.
     Expire {
@@ -325,9 +329,11 @@ async fn main() -> anyhow::Result<()> {
             config,
             scim_token,
             notion_token,
+            admin_token,
         } => {
             init_tracing("info");
-            simulate(port, seed, dump, config, scim_token, notion_token).await
+            let tokens = (scim_token, notion_token, admin_token);
+            simulate(port, seed, dump, config, tokens).await
         }
         Command::Expire {
             now,
@@ -531,9 +537,11 @@ async fn simulate(
     seed: Option<PathBuf>,
     dump: Option<PathBuf>,
     config: Option<PathBuf>,
-    scim_token: String,
-    notion_token: String,
+    (scim_token, notion_token, admin_token): (String, String, Option<String>),
 ) -> anyhow::Result<()> {
+    // `/_sim/` shows every member and changes state: never open, even on loopback.
+    let generated = admin_token.is_none();
+    let admin_token = admin_token.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let state = match seed {
         Some(p) => serde_json::from_slice(
             &std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?,
@@ -544,7 +552,10 @@ async fn simulate(
         enroll_simulator::SimConfig {
             scim_token,
             notion_token,
-            rate_limit: None,
+            scim_rate_limit: None,
+            notion_rate_limit: None,
+            admin_token: Some(admin_token.clone()),
+            max_members_per_patch: None,
             state,
         },
         ([127, 0, 0, 1], port).into(),
@@ -553,9 +564,13 @@ async fn simulate(
     println!("SCIM   {}", sim.scim_base_url());
     println!("Notion {}", sim.notion_base_url());
     println!(
-        "admin  http://{}/_sim/state (faults, rate limit, counters under /_sim/)",
+        "admin  http://{}/_sim/state (faults, rate limit, counters under /_sim/; send `Authorization: Bearer <admin token>`)",
         sim.addr()
     );
+    if generated {
+        // Shown once, to the operator who started it, as a notebook server shows its token.
+        println!("admin token {admin_token}");
+    }
     tokio::signal::ctrl_c().await?;
     if let Some(p) = dump {
         std::fs::write(&p, serde_json::to_vec_pretty(&sim.state())?)?;

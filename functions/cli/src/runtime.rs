@@ -77,7 +77,14 @@ impl Runtime {
         let mut config = opts.config;
         let data_dir = opts.data_dir;
         if let Some(dir) = &data_dir {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            // The store and queues hold buyers' addresses: a directory enroll makes is its
+            // owner's alone. An existing one is left as the operator set it.
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
         }
         let simulator = if opts.simulate || needs_simulator(&config) {
             let state = match data_dir
@@ -93,7 +100,14 @@ impl Runtime {
                 SimConfig {
                     scim_token: SIM_SCIM_TOKEN.into(),
                     notion_token: SIM_NOTION_TOKEN.into(),
-                    rate_limit: None,
+                    scim_rate_limit: None,
+                    notion_rate_limit: None,
+                    // `/_sim/` shows every member: it takes the admin listener's token.
+                    admin_token: Some(match &data_dir {
+                        Some(dir) => crate::server::admin_token(dir)?.expose().to_owned(),
+                        None => uuid::Uuid::new_v4().simple().to_string(),
+                    }),
+                    max_members_per_patch: None,
                     state,
                 },
                 "127.0.0.1:0".parse()?,
