@@ -340,7 +340,10 @@ async fn a_stripe_purchase_goes_through_the_real_lambda_binaries() -> Result<()>
         SimConfig {
             scim_token: SCIM_TOKEN.into(),
             notion_token: NOTION_TOKEN.into(),
-            rate_limit: None,
+            scim_rate_limit: None,
+            notion_rate_limit: None,
+            admin_token: None,
+            max_members_per_patch: None,
             state: seed(),
         },
         "127.0.0.1:0".parse()?,

@@ -90,7 +90,10 @@ impl Harness {
             SimConfig {
                 scim_token: "scim-test-token".into(),
                 notion_token: "notion-test-token".into(),
-                rate_limit: None,
+                scim_rate_limit: None,
+                notion_rate_limit: None,
+                admin_token: None,
+                max_members_per_patch: None,
                 state,
             },
             "127.0.0.1:0".parse()?,

@@ -51,7 +51,10 @@ async fn sales_simulator(config: &Config) -> Result<SimHandle> {
         SimConfig {
             scim_token: UNUSED_SIM_SCIM_TOKEN.into(),
             notion_token: NOTION_TOKEN.into(),
-            rate_limit: None,
+            scim_rate_limit: None,
+            notion_rate_limit: None,
+            admin_token: None,
+            max_members_per_patch: None,
             state,
         },
         "127.0.0.1:0".parse()?,

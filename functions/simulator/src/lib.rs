@@ -1,12 +1,15 @@
 //! An in-process simulator of the parts of Notion that enroll calls: the SCIM 2.0 API
 //! (RFC 7643/7644) under `/scim/v2` and the public API (version 2025-09-03 shapes) under `/v1`,
-//! plus an unauthenticated control surface under `/_sim/`.
+//! plus a control surface under `/_sim/` (open, or behind [`SimConfig::admin_token`]).
 //!
 //! - [`model`]: the workspace ([`SimState`]): users, Groups, databases with their data
 //!   sources, pages. JSON-(de)serialisable, so a run can be seeded from and dumped to a file.
-//! - `scim`: Users and Groups, filters (`scim::filter`), PatchOp (`scim::patch`), SCIM errors.
+//! - `scim`: Users and Groups, filters (`scim::filter`), PatchOp (`scim::patch`), SCIM errors,
+//!   and the discovery endpoints (`scim::discovery`: ServiceProviderConfig, ResourceTypes,
+//!   Schemas) describing only what the simulator serves.
 //! - `notion`: databases, data sources, pages and data source queries, Notion error bodies.
-//! - [`faults`] and [`ratelimit`]: seeded fault injection and the shared token bucket.
+//! - [`faults`] and [`ratelimit`]: seeded fault injection and the token buckets (one for SCIM,
+//!   one for the public API).
 //! - [`traffic`]: per-endpoint counters and the recorded requests tests assert on.
 //! - `server`: hyper's connection loop and the front door (record, fault, rate limit, route);
 //!   `admin`: the `/_sim/` endpoints; `sim`: the shared, locked state.
@@ -45,7 +48,7 @@ pub use ratelimit::RateLimit;
 pub use traffic::RecordedRequest;
 
 use serde::{Deserialize, Serialize};
-use sim::{Shared, Sim};
+use sim::{Budget, Shared, Sim};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -53,13 +56,24 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// How to start a simulator: its two tokens, an optional rate limit and the seed state.
+/// How to start a simulator: its tokens, its limits and the seed state.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SimConfig {
     pub scim_token: String,
     pub notion_token: String,
+    /// The SCIM API's own bucket: Notion publishes no SCIM limit, and whether it shares a
+    /// budget with the public API is unknown, so the two are set apart.
     #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
+    pub scim_rate_limit: Option<RateLimit>,
+    /// The public API's bucket (Notion documents an average of 3 requests per second).
+    #[serde(default)]
+    pub notion_rate_limit: Option<RateLimit>,
+    /// When set, `/_sim/` answers 401 unless given `Authorization: Bearer <admin_token>`.
+    #[serde(default)]
+    pub admin_token: Option<String>,
+    /// Members a single Group PATCH may name; more is answered 413. Notion publishes no cap.
+    #[serde(default)]
+    pub max_members_per_patch: Option<usize>,
     #[serde(default)]
     pub state: SimState,
 }
@@ -70,7 +84,13 @@ impl fmt::Debug for SimConfig {
         f.debug_struct("SimConfig")
             .field("scim_token", &"<redacted>")
             .field("notion_token", &"<redacted>")
-            .field("rate_limit", &self.rate_limit)
+            .field("scim_rate_limit", &self.scim_rate_limit)
+            .field("notion_rate_limit", &self.notion_rate_limit)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_members_per_patch", &self.max_members_per_patch)
             .field("state", &self.state)
             .finish()
     }
@@ -80,12 +100,7 @@ impl fmt::Debug for SimConfig {
 pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<SimHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
-    let sim: Sim = Arc::new(Shared::new(
-        config.scim_token,
-        config.notion_token,
-        config.state,
-        config.rate_limit,
-    ));
+    let sim: Sim = Arc::new(Shared::new(config));
     let (stop, stopped) = oneshot::channel();
     let task = tokio::spawn(server::run(listener, sim.clone(), stopped));
     Ok(SimHandle {
@@ -140,8 +155,23 @@ impl SimHandle {
         self.sim.set_faults(faults);
     }
 
+    /// Gives SCIM and the public API each a bucket with this limit (`None` lifts both).
     pub fn set_rate_limit(&self, r: Option<RateLimit>) {
-        self.sim.set_rate_limit(r);
+        self.sim.set_rate_limit(Budget::Scim, r);
+        self.sim.set_rate_limit(Budget::Notion, r);
+    }
+
+    pub fn set_scim_rate_limit(&self, r: Option<RateLimit>) {
+        self.sim.set_rate_limit(Budget::Scim, r);
+    }
+
+    pub fn set_notion_rate_limit(&self, r: Option<RateLimit>) {
+        self.sim.set_rate_limit(Budget::Notion, r);
+    }
+
+    /// Members a single Group PATCH may name before it is answered 413; `None` for no cap.
+    pub fn set_max_members_per_patch(&self, cap: Option<usize>) {
+        self.sim.set_max_members_per_patch(cap);
     }
 
     /// Clears the counters and the recorded requests.

@@ -1,12 +1,12 @@
 //! The HTTP server: hyper's HTTP/1 connection loop around the axum routers, with a front
-//! door that records traffic, injects faults and enforces the rate limit before routing.
+//! door that records traffic, injects faults and enforces the rate limits before routing.
 //!
 //! hyper (not `axum::serve`) drives connections because a service that returns `Err` makes
 //! hyper close the connection without writing a response: that is how `FaultAction::Drop`
 //! reaches the client as a genuine connection failure.
 
 use crate::faults::FaultAction;
-use crate::sim::Sim;
+use crate::sim::{Budget, Sim};
 use crate::traffic::RecordedRequest;
 use crate::{admin, notion, scim};
 use axum::body::Body;
@@ -152,7 +152,12 @@ async fn handle(sim: Sim, app: Router, req: Request<Incoming>) -> Result<Respons
             Some(FaultAction::Delay { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
             None => {}
         }
-        if let Err(secs) = sim.take_token() {
+        let budget = if api == Api::Scim {
+            Budget::Scim
+        } else {
+            Budget::Notion
+        };
+        if let Err(secs) = sim.take_token(budget) {
             let mut response = api.error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "You have been rate limited. Please try again in a few minutes.",

@@ -1,22 +1,33 @@
 //! The state every request handler shares: the workspace, the traffic record, the rate
-//! bucket and the fault rules, each behind its own short-held lock.
+//! buckets and the fault rules, each behind its own short-held lock.
 
 use crate::faults::{FaultState, Faults};
 use crate::model::SimState;
 use crate::ratelimit::{Bucket, RateLimit};
 use crate::traffic::Traffic;
+use crate::SimConfig;
 use axum::http::{header, HeaderMap};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Which rate bucket a request draws from: SCIM and the public API are limited apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Budget {
+    Scim,
+    Notion,
+}
 
 pub(crate) type Sim = Arc<Shared>;
 
 pub(crate) struct Shared {
     pub scim_token: String,
     pub notion_token: String,
+    pub admin_token: Option<String>,
     state: Mutex<SimState>,
     traffic: Mutex<Traffic>,
-    bucket: Mutex<Option<Bucket>>,
+    scim_bucket: Mutex<Option<Bucket>>,
+    notion_bucket: Mutex<Option<Bucket>>,
     faults: Mutex<FaultState>,
+    max_members_per_patch: Mutex<Option<usize>>,
 }
 
 /// A panic in one handler must not wedge the simulator for every later request.
@@ -25,19 +36,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        scim_token: String,
-        notion_token: String,
-        state: SimState,
-        rate_limit: Option<RateLimit>,
-    ) -> Self {
+    pub(crate) fn new(config: SimConfig) -> Self {
         Self {
-            scim_token,
-            notion_token,
-            state: Mutex::new(state),
+            scim_token: config.scim_token,
+            notion_token: config.notion_token,
+            admin_token: config.admin_token,
+            state: Mutex::new(config.state),
             traffic: Mutex::default(),
-            bucket: Mutex::new(rate_limit.map(Bucket::new)),
+            scim_bucket: Mutex::new(config.scim_rate_limit.map(Bucket::new)),
+            notion_bucket: Mutex::new(config.notion_rate_limit.map(Bucket::new)),
             faults: Mutex::default(),
+            max_members_per_patch: Mutex::new(config.max_members_per_patch),
+        }
+    }
+
+    fn bucket(&self, budget: Budget) -> &Mutex<Option<Bucket>> {
+        match budget {
+            Budget::Scim => &self.scim_bucket,
+            Budget::Notion => &self.notion_bucket,
         }
     }
 
@@ -58,13 +74,23 @@ impl Shared {
     }
 
     /// A new limit starts with a full bucket.
-    pub(crate) fn set_rate_limit(&self, limit: Option<RateLimit>) {
-        *lock(&self.bucket) = limit.map(Bucket::new);
+    pub(crate) fn set_rate_limit(&self, budget: Budget, limit: Option<RateLimit>) {
+        *lock(self.bucket(budget)) = limit.map(Bucket::new);
     }
 
-    /// `Err(seconds)` when the request is over the limit.
-    pub(crate) fn take_token(&self) -> Result<(), u64> {
-        lock(&self.bucket).as_mut().map_or(Ok(()), Bucket::take)
+    /// `Err(seconds)` when the request is over its API's limit.
+    pub(crate) fn take_token(&self, budget: Budget) -> Result<(), u64> {
+        lock(self.bucket(budget))
+            .as_mut()
+            .map_or(Ok(()), Bucket::take)
+    }
+
+    pub(crate) fn max_members_per_patch(&self) -> Option<usize> {
+        *lock(&self.max_members_per_patch)
+    }
+
+    pub(crate) fn set_max_members_per_patch(&self, cap: Option<usize>) {
+        *lock(&self.max_members_per_patch) = cap;
     }
 }
 

@@ -16,7 +16,31 @@ use serde_json::{json, Map, Value};
 use std::cmp::Ordering;
 
 const MAX_PAGE: u64 = 100;
-const TEXT_KEYS: &[&str] = &["title", "rich_text", "email", "url", "phone_number"];
+/// Every filter type key Notion documents; a property filter must use its property's own.
+const TYPE_KEYS: &[&str] = &[
+    "title",
+    "rich_text",
+    "email",
+    "url",
+    "phone_number",
+    "number",
+    "select",
+    "multi_select",
+    "status",
+    "checkbox",
+    "date",
+    "people",
+    "files",
+    "relation",
+    "formula",
+    "rollup",
+    "unique_id",
+    "verification",
+    "created_by",
+    "created_time",
+    "last_edited_by",
+    "last_edited_time",
+];
 
 enum Filter {
     And(Vec<Filter>),
@@ -72,20 +96,32 @@ fn parse_filter(ds: &DataSource, raw: &Value) -> Result<Filter, NotionError> {
     };
     let (name, kind) = resolve_property(ds, key)
         .ok_or_else(|| bad(format!("Could not find property with name or id: {key}")))?;
-    let accepted = |k: &str| {
-        if kind.is_text() {
-            TEXT_KEYS.contains(&k)
-        } else {
-            k == kind.as_str()
+    // Notion refuses a type key that is not the property's own, even between text types
+    // (`rich_text` on an `email` property), so a client cannot get away with a guess.
+    let mut given = obj.keys().filter(|k| TYPE_KEYS.contains(&k.as_str()));
+    let type_key = match (given.next(), given.next()) {
+        (Some(k), None) => k,
+        (Some(_), Some(_)) => {
+            return Err(bad(format!(
+                "body failed validation: body.filter for property {name} should have exactly \
+                 one type key."
+            )))
+        }
+        (None, _) => {
+            return Err(bad(format!(
+                "body failed validation: body.filter.{} should be defined, instead was \
+                 `undefined`.",
+                kind.as_str()
+            )))
         }
     };
-    let (type_key, condition) = obj.iter().find(|(k, _)| accepted(k)).ok_or_else(|| {
-        bad(format!(
-            "Property {name} is a {} property; filter it with \"{}\".",
-            kind.as_str(),
+    if type_key != kind.as_str() {
+        return Err(bad(format!(
+            "database property {} does not match filter {type_key}",
             kind.as_str()
-        ))
-    })?;
+        )));
+    }
+    let condition = &obj[type_key];
     Ok(Filter::Prop {
         name: name.clone(),
         cond: parse_condition(kind, &format!("body.filter.{type_key}"), condition)?,

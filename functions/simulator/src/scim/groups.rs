@@ -2,6 +2,15 @@
 //!
 //! PATCH answers 204 No Content unless the request asks for attributes (`attributes` or
 //! `excludedAttributes`), then 200 with the Group: both are allowed by RFC 7644 §3.5.2.
+//!
+//! Removing members, in the three forms clients send (`op` in any case):
+//! - `{"op":"remove","path":"members[value eq \"id\"]"}` removes that member (RFC 7644 §3.5.2.2);
+//! - `{"op":"remove","path":"members","value":[{"value":"id"}]}` removes only the listed
+//!   members, as real Notion does for the seller's scripts (see the reference notes);
+//! - `{"op":"remove","path":"members"}` with no value removes every member, as the RFC says.
+//!
+//! With a cap set ([`crate::SimConfig::max_members_per_patch`]), a PATCH naming more members
+//! than the cap is refused whole with 413, as other SCIM servers (Miro) do.
 
 use super::error::ScimError;
 use super::patch::{self, Kind, Operation};
@@ -235,6 +244,16 @@ pub(crate) async fn patch(
     body: Bytes,
 ) -> Result<Response, ScimError> {
     let ops = patch::parse(&body)?;
+    if let Some(cap) = sim.max_members_per_patch() {
+        let named = members_named(&ops);
+        if named > cap {
+            return Err(ScimError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                format!("a PATCH may name at most {cap} members; this one names {named}"),
+            ));
+        }
+    }
     let mut state = sim.state();
     let i = find(&state, &id)?;
     // Atomic (RFC 7644 §3.5.2): work on a copy, keep it only if every operation succeeds.
@@ -250,6 +269,29 @@ pub(crate) async fn patch(
     }
     let json = group_json(&state, &state.groups[i], &ctx.base);
     Ok(scim_json(StatusCode::OK, &ctx.projection().apply(json)))
+}
+
+/// How many members the operations name: each listed value, and one per `members[...]`
+/// path filter. A bare remove names none (it clears the Group).
+fn members_named(ops: &[Operation]) -> usize {
+    let listed = |v: Option<&Value>| match v {
+        Some(Value::Array(items)) => items.len(),
+        Some(Value::Object(_)) => 1,
+        _ => 0,
+    };
+    ops.iter()
+        .map(|op| match &op.path {
+            Some(p) if p.attr.name.eq_ignore_ascii_case("members") => {
+                if p.filter.is_some() {
+                    1
+                } else {
+                    listed(op.value.as_ref())
+                }
+            }
+            Some(_) => 0,
+            None => listed(op.value.as_ref().and_then(|v| field(v, "members"))),
+        })
+        .sum()
 }
 
 fn apply_op(state: &SimState, g: &mut Group, op: &Operation, base: &str) -> Result<(), ScimError> {

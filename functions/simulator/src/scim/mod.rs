@@ -1,6 +1,7 @@
 //! The SCIM 2.0 surface under `/scim/v2`: routing, bearer auth, list parameters and the
-//! response helpers shared by [`users`] and [`groups`].
+//! response helpers shared by [`users`], [`groups`] and [`discovery`].
 
+mod discovery;
 pub(crate) mod error;
 pub(crate) mod filter;
 mod groups;
@@ -24,7 +25,7 @@ pub(crate) const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchO
 pub(crate) const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub(crate) const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub(crate) const NOTION_USER_URN: &str = "urn:ietf:params:scim:schemas:extension:notion:2.0:User";
-const MAX_COUNT: usize = 100;
+pub(crate) const MAX_COUNT: usize = 100;
 
 pub(crate) fn router(sim: Sim) -> Router {
     Router::new()
@@ -44,7 +45,14 @@ pub(crate) fn router(sim: Sim) -> Router {
                 .patch(groups::patch)
                 .delete(groups::delete),
         )
-        .route("/ServiceProviderConfig", get(service_provider_config))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
+        .route("/ResourceTypes", get(discovery::list_resource_types))
+        .route("/ResourceTypes/{id}", get(discovery::resource_type))
+        .route("/Schemas", get(discovery::list_schemas))
+        .route("/Schemas/{id}", get(discovery::schema))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(sim.clone(), authenticate))
@@ -79,27 +87,6 @@ async fn method_not_allowed() -> ScimError {
         None,
         "method not supported on this endpoint",
     )
-}
-
-async fn service_provider_config(ctx: Ctx) -> Response {
-    let body = json!({
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-        "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-        "filter": {"supported": true, "maxResults": MAX_COUNT},
-        "changePassword": {"supported": false},
-        "sort": {"supported": false},
-        "etag": {"supported": false},
-        "authenticationSchemes": [{
-            "type": "oauthbearertoken",
-            "name": "OAuth Bearer Token",
-            "description": "Authentication with a workspace SCIM token",
-            "primary": true
-        }],
-        "meta": {"resourceType": "ServiceProviderConfig",
-                 "location": format!("{}/ServiceProviderConfig", ctx.base)}
-    });
-    scim_json(StatusCode::OK, &body)
 }
 
 pub(crate) fn scim_json(status: StatusCode, body: &Value) -> Response {

@@ -79,6 +79,25 @@ pub(crate) fn user_json(u: &User, base: &str) -> Value {
     v
 }
 
+/// Notion's userName is the account's email address, so anything else is refused. The check
+/// is deliberately plain: one `@`, something before it, a dotted domain after it, no spaces.
+fn user_name(raw: String) -> Result<String, ScimError> {
+    let valid = raw.split_once('@').is_some_and(|(local, domain)| {
+        !local.is_empty()
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+    }) && !raw.chars().any(|c| c.is_whitespace() || c.is_control());
+    if valid {
+        Ok(raw)
+    } else {
+        Err(ScimError::invalid_value(format!(
+            "userName must be an email address, got {raw:?}"
+        )))
+    }
+}
+
 fn same_name(a: &str, b: &str) -> bool {
     a.to_lowercase() == b.to_lowercase()
 }
@@ -220,7 +239,8 @@ fn parse_role(v: &Value) -> Result<String, ScimError> {
 fn parse_input(body: &Value) -> Result<Input, ScimError> {
     let user_name = optional_string(body, "userName")?
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ScimError::invalid_value("userName is required"))?;
+        .ok_or_else(|| ScimError::invalid_value("userName is required"))
+        .and_then(user_name)?;
     let role = field(body, NOTION_USER_URN)
         .and_then(|ext| field(ext, "role"))
         .filter(|r| !r.is_null())
@@ -388,7 +408,7 @@ fn set(user: &mut User, key: &str, v: &Value, kind: Kind) -> Result<(), ScimErro
             if name.trim().is_empty() {
                 return Err(ScimError::invalid_value("userName cannot be empty"));
             }
-            user.user_name = name;
+            user.user_name = user_name(name)?;
         }
         "displayname" => user.display_name = Some(text(v)?),
         "externalid" => user.external_id = Some(text(v)?),

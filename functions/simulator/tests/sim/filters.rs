@@ -30,7 +30,7 @@ fn user_names(body: &Value) -> Vec<String> {
 async fn escaped_values_find_exactly_their_user() {
     let f = fixture().await;
     for email in TRICKY {
-        f.create_user(email).await;
+        f.seed_user(email);
     }
     for email in TRICKY {
         for attr in ["userName", "email", "emails.value", "USERNAME"] {
@@ -51,7 +51,7 @@ async fn escaped_values_find_exactly_their_user() {
 async fn a_literal_plus_in_the_query_is_a_space() {
     let f = fixture().await;
     f.create_user("plus+tag@example.com").await;
-    f.create_user("plus tag@example.com").await;
+    f.seed_user("plus tag@example.com");
     // Unencoded `+` is form encoding for a space, so this asks for "plus tag@…".
     let (_, body) = send(f.scim(
         Method::GET,
