@@ -5,5 +5,6 @@ mod faults;
 mod filters;
 mod groups;
 mod notion;
+mod strict;
 mod support;
 mod users;
