@@ -210,9 +210,18 @@ async fn drain(rt: &Runtime) -> Result<()> {
     Err(anyhow!("the queues did not drain"))
 }
 
-/// Parked messages, with their reasons, in a runtime's two dead-letter queues.
-fn parked(rt: &Runtime) -> usize {
-    rt.provision_dlq().len() + rt.align_dlq().len()
+/// The reasons of the messages parked in a runtime's two dead-letter queues.
+fn parked(rt: &Runtime) -> Vec<String> {
+    [rt.provision_dlq(), rt.align_dlq()]
+        .iter()
+        .flat_map(|q| q.peek())
+        .map(|m| {
+            m.attributes
+                .get(ATTR_REASON)
+                .cloned()
+                .unwrap_or_else(|| "<no reason>".into())
+        })
+        .collect()
 }
 
 /// The Groups `address` is in on the strict server, sorted, a repeat listed twice; empty when
@@ -272,7 +281,8 @@ async fn lifecycle_on_a_strict_server() -> Result<()> {
         ),
     )
     .await?;
-    ensure!(parked(&rt) == 0, "the purchase was parked");
+    let p = parked(&rt);
+    ensure!(p.is_empty(), "the purchase was parked: {p:?}");
     ensure!(groups(&strict, ada).await? == names(&[FF]));
     let ada_id = strict.user_id(ada).await?.context("ada is a member")?;
     let rows = sales.rows().await?;
@@ -359,7 +369,8 @@ async fn lifecycle_on_a_strict_server() -> Result<()> {
         "alumni access has no end"
     );
 
-    ensure!(parked(&rt) == 0, "nothing was parked");
+    let p = parked(&rt);
+    ensure!(p.is_empty(), "parked: {p:?}");
     ensure!(
         strict.users().await?.len() == 2,
         "one account per buyer: {:?}",
