@@ -79,11 +79,15 @@ enum Command {
         order: Option<String>,
         #[arg(long)]
         event_id: Option<String>,
-        /// Where to post: the local endpoint by default.
+        /// Where to post: by default the webhook address the running `enroll dev` recorded
+        /// in the data directory, else http://127.0.0.1:8787.
         #[arg(long)]
         url: Option<String>,
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The data directory of the `enroll dev` to post to.
+        #[arg(long, default_value = ".enroll")]
+        data_dir: PathBuf,
     },
     /// Show a buyer's grants, Notion user id, Groups and sales record.
     Status {
@@ -266,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
             event_id,
             url,
             config,
+            data_dir,
         } => {
             init_tracing("warn");
             let config = config_file::load(config.as_deref())?;
@@ -278,7 +283,11 @@ async fn main() -> anyhow::Result<()> {
                 order_id: order,
                 event_id,
             };
-            let url = url.unwrap_or_else(|| send::webhook_url("http://127.0.0.1:8787", platform));
+            let url = url.unwrap_or_else(|| {
+                let base = enroll_cli::server::read_dev_record(&data_dir)
+                    .map_or_else(|| "http://127.0.0.1:8787".to_owned(), |r| r.webhook_url);
+                send::webhook_url(&base, platform)
+            });
             let (status, body) =
                 send::post(&reqwest::Client::new(), &url, platform, &sample, &secret).await?;
             println!("{status} {body}");
