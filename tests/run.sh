@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every test of the project, from a fresh clone: installs the tools it needs, checks formatting
 # and lints, runs the Rust test suite (unit tests, the simulator, moto-backed AWS tests, the
-# Lambda binaries under cargo lambda, the embedded pipeline), lints the SAM template, and runs
-# the demo. Servers the tests start (moto, cargo lambda watch, simulators) are stopped by the
-# tests themselves; this script removes what it created.
+# Lambda binaries under cargo lambda, the embedded pipeline, and the lifecycle and a kill -9 of
+# `enroll dev` against an independent SCIM 2.0 server, scim2-server), lints the SAM template,
+# and runs the demo. Servers the tests start (moto, scim2-server, cargo lambda watch,
+# simulators) are stopped by the tests themselves; this script removes what it created.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
