@@ -27,6 +27,11 @@
 //!   result. `members`, `id` and `externalId` compare case-exactly; other strings ignore case.
 //! - Data source query text conditions are case-sensitive; results keep creation order
 //!   unless `sorts` is given; cursors are page ids. Trashed pages are not queried.
+//! - Strict where Notion or the RFCs are: `userName` must be an email address (400
+//!   `invalidValue`); a data source filter's type key must be its property's type (400
+//!   `validation_error`); `remove` on Group `members` follows `scim::groups`' three forms.
+//! - SCIM and the public API draw on separate buckets ([`SimConfig::scim_rate_limit`],
+//!   [`SimConfig::notion_rate_limit`]); an optional cap on members per Group PATCH answers 413.
 //! - Faults are decided before the rate limit, so a faulted request uses no token. Counters and
 //!   recorded requests cover every request outside `/_sim/`; `reset_counters` clears both.
 

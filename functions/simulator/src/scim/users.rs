@@ -383,6 +383,22 @@ fn apply_op(user: &mut User, op: &Operation) -> Result<(), ScimError> {
         }
         return Ok(());
     };
+    if is_extension(&path.attr) && path.filter.is_none() {
+        // RFC 7644 §3.5.2: a path may name the extension itself; its value holds the
+        // extension's attributes, e.g. `{"role": "member"}`.
+        return match (op.kind, &op.value) {
+            (Kind::Remove, _) => remove(user, "notion:role", None),
+            (_, Some(Value::Object(attrs))) => attrs
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("schemas"))
+                .try_for_each(|(k, v)| {
+                    set(user, &format!("notion:{}", k.to_lowercase()), v, op.kind)
+                }),
+            (_, _) => Err(ScimError::invalid_value(format!(
+                "{NOTION_USER_URN} takes an object"
+            ))),
+        };
+    }
     let key =
         patch::key(&path.attr, USER_URN).ok_or_else(|| patch::invalid_path(&path.attr.name))?;
     if let Some(f) = &path.filter {
@@ -393,6 +409,15 @@ fn apply_op(user: &mut User, op: &Operation) -> Result<(), ScimError> {
         (_, Some(v)) => set(user, &key, v, op.kind),
         (_, None) => unreachable!("checked by patch::parse"),
     }
+}
+
+/// A path that is Notion's extension URN itself, with no attribute after it.
+fn is_extension(attr: &filter::AttrPath) -> bool {
+    attr.sub.is_none()
+        && attr
+            .uri
+            .as_deref()
+            .is_some_and(|uri| format!("{uri}:{}", attr.name).eq_ignore_ascii_case(NOTION_USER_URN))
 }
 
 fn name_mut(user: &mut User) -> &mut Name {

@@ -402,3 +402,25 @@ async fn with_an_admin_token_the_control_surface_wants_it() {
     // The APIs themselves still take their own tokens.
     assert_eq!(send(f.scim(Method::GET, "/Users")).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_patch_path_may_name_notions_extension() {
+    let f = fixture().await;
+    let id = f.create_user("role@example.com").await;
+    let (status, body) = send(
+        f.scim(Method::PATCH, &format!("/Users/{id}"))
+            .json(&patch_body(json!([{"op": "replace", "path": NOTION_URN,
+                                      "value": {"role": "restricted_member"}}]))),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body[NOTION_URN]["role"], "restricted_member");
+    let (status, body) = send(
+        f.scim(Method::PATCH, &format!("/Users/{id}"))
+            .json(&patch_body(json!([{"op": "replace", "path": NOTION_URN,
+                                      "value": {"role": "emperor"}}]))),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_scim_error(&body, "400", Some("invalidValue"));
+}
