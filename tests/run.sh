@@ -30,6 +30,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests"
 cargo test --workspace --no-fail-fast
 
+step "scim conformance (scim2-tester against the simulator)"
+bash tests/scim-conformance.sh
+
 step "template"
 bash infra/check-template.sh
 
