@@ -11,6 +11,7 @@
 //! - [`ports`]: the small traits adapters implement (stores, queues, SCIM, the sales database,
 //!   the rate budget), with [`error`] classifying every failure as transient, permanent or in
 //!   progress.
+//! - [`metrics`]: the names and units of every metric enroll emits.
 //! - [`redact`]: what may appear in a log line in place of an email or a body.
 //! - [`timings`]: claim, visibility, receive limit and backoff of each stage, defined once.
 
@@ -22,6 +23,7 @@ pub mod event;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;
+pub mod metrics;
 pub mod ports;
 pub mod redact;
 pub mod timings;
