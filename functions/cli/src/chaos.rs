@@ -336,7 +336,9 @@ pub fn fault_rules(rate: f64, seed: u64, timeout: Duration) -> Faults {
                 ms: slow.as_millis() as u64,
             },
         ),
-        (0.2, FaultAction::Drop),
+        (0.1, FaultAction::Drop),
+        // The answer of a write that happened is lost: creates must not be repeated blindly.
+        (0.1, FaultAction::DropAfterApply),
     ];
     let rate = rate.clamp(0.0, 1.0);
     let mut taken = 0.0;

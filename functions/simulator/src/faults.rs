@@ -45,8 +45,11 @@ pub enum FaultAction {
     },
     /// Wait, then answer normally: for client timeouts.
     Delay { ms: u64 },
-    /// Close the TCP connection without writing a response.
+    /// Close the TCP connection without writing a response, and without handling the request.
     Drop,
+    /// Handle the request (its effect happens), then close the connection without the
+    /// response: the lost answer of a write that succeeded.
+    DropAfterApply,
 }
 
 /// The installed rules plus the generator they draw from.

@@ -135,6 +135,11 @@ async fn handle(sim: Sim, app: Router, req: Request<Incoming>) -> Result<Respons
         let fault = sim.faults().decide(parts.method.as_str(), parts.uri.path());
         match fault {
             Some(FaultAction::Drop) => return Err(Dropped),
+            Some(FaultAction::DropAfterApply) => {
+                let request = Request::from_parts(parts, Body::from(bytes));
+                let _applied = app.oneshot(request).await;
+                return Err(Dropped);
+            }
             Some(FaultAction::Status {
                 code,
                 retry_after_secs,
