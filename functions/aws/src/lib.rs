@@ -1,6 +1,7 @@
 //! enroll's AWS adapters: the ports of `enroll-core` over DynamoDB, SQS and Secrets Manager.
 //!
 //! - [`dynamo`]: [`DynamoStore`], the idempotency store and the entitlement ledger in one table.
+//! - [`history`]: [`DynamoHistory`], every buyer's provisioning log in the same table.
 //! - [`schema`]: the table's attribute and index names and [`create_table`], which builds the
 //!   table as `template.yaml` does, for tests and local use.
 //! - `item` (internal): mapping between domain records and DynamoDB items.
@@ -21,6 +22,7 @@
 //! | event key | `idem#<platform>:<event id>` | `idem` | `id` (S), `status` (S, `INPROGRESS` or `COMPLETED`), `expiration` (N, epoch s, TTL), `in_progress_expiration` (N, epoch ms), `payload_hash` (S), `owner` (S), `outcome` (S, once completed) |
 //! | order | `order#<platform>#<order id>` | `order` | `doc` (S, the `OrderRecord` as JSON), `version` (N) |
 //! | buyer | `buyer#<email>` | `buyer` | `doc` (S, the `BuyerRecord` as JSON), `version` (N), and only while `next_change_at` is set: `due_pk` = `due` (S), `due_at` (S, RFC 3339 UTC, nanoseconds, sortable) |
+//! | buyer history | `buyer#<email>` | `hist#<first entry's time, RFC 3339 UTC, nanoseconds>#<8 random hex>` | `entries` (S, JSON array of `{at, stage, what}`: one append, e.g. one event's entries), `expiration` (N, epoch s, TTL: the last entry's time plus `[history] retention_days`, default 400) |
 //! | identity index | `user#<Notion user id>` | `user` | `email` (S) |
 //! | rate budget | `rate#<short sha256 of the token>` | `rate` | `tokens` (N, negative while slots are reserved ahead), `refilled_at` (N, epoch µs), `blocked_until` (N, epoch µs), `version` (N) |
 //!
@@ -31,9 +33,15 @@
 //! Ledger writes are conditional on the `version` read (`attribute_not_exists(pk)` for a new
 //! record); a lost race is a transient failure and the event is retried. A buyer with a Notion
 //! user id is written in one transaction with its identity index item.
+//!
+//! History items share the buyer's partition but never its `buyer` sort key, so the audit's
+//! scans by kind and every ledger read pass them by; `Query` with `begins_with(sk, "hist#")`
+//! reads one buyer's history. Writing history is best-effort: a failed write is logged, never
+//! a failed event.
 
 pub mod dynamo;
 pub mod error;
+pub mod history;
 mod item;
 pub mod lambda_env;
 pub mod rate;
@@ -43,6 +51,7 @@ pub mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use error::AwsError;
+pub use history::DynamoHistory;
 pub use rate::DynamoRateBudget;
 pub use schema::create_table;
 pub use secrets::{load_secrets, SecretsDoc};

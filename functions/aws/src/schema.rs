@@ -16,7 +16,7 @@ use std::time::Duration;
 pub const PK: &str = "pk";
 /// Sort key of every item (S): the item's kind.
 pub const SK: &str = "sk";
-/// The table's TTL attribute (N, epoch seconds). Only idempotency items carry it.
+/// The table's TTL attribute (N, epoch seconds). Idempotency and history items carry it.
 pub const TTL_ATTRIBUTE: &str = "expiration";
 
 /// The sparse index of buyers whose access changes at some future moment.
@@ -52,6 +52,9 @@ pub(crate) fn user_pk(user: &NotionUserId) -> String {
 }
 
 pub(crate) const BUYER_PREFIX: &str = "buyer#";
+
+/// Sort keys of a buyer's history items start with this (see [`crate::history`]).
+pub const HISTORY_PREFIX: &str = "hist#";
 
 /// Nanosecond precision and a `Z` suffix give every value the same width: sorting the strings
 /// sorts the instants.

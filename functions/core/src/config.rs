@@ -210,6 +210,23 @@ pub struct ProvisionConfig {
     pub deprovision: Deprovision,
 }
 
+/// Every buyer's provisioning log ([`crate::history`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Days an entry is kept (a TTL on DynamoDB); a year and a bit covers a yearly renewal.
+    #[serde(default = "default_history_retention")]
+    pub retention_days: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: default_history_retention(),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +240,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub provision: ProvisionConfig,
+    #[serde(default)]
+    pub history: HistoryConfig,
     #[serde(default)]
     pub platforms: BTreeMap<Platform, PlatformConfig>,
     #[serde(flatten)]
@@ -304,6 +323,9 @@ impl Config {
         if self.ingest.max_body_bytes < 1024 {
             return bad("ingest.max_body_bytes", "must be at least 1024");
         }
+        if self.history.retention_days == 0 {
+            return bad("history.retention_days", "must be at least 1");
+        }
         for (p, pc) in &self.platforms {
             if pc.secrets.iter().any(Secret::is_empty) {
                 return bad(
@@ -368,6 +390,9 @@ fn default_burst() -> u32 {
 fn default_max_body() -> usize {
     256 * 1024
 }
+fn default_history_retention() -> u32 {
+    crate::history::DEFAULT_RETENTION_DAYS
+}
 
 #[cfg(test)]
 mod tests {
@@ -394,6 +419,7 @@ access_months = 12
         assert_eq!(c.notion.version, "2025-09-03");
         assert_eq!(c.rate.requests_per_second, 3.0);
         assert_eq!(c.catalog.products.len(), 1);
+        assert_eq!(c.history.retention_days, 400);
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`ports`]: the small traits adapters implement (stores, queues, SCIM, the sales database,
 //!   the rate budget), with [`error`] classifying every failure as transient, permanent or in
 //!   progress.
+//! - [`history`]: every buyer's provisioning log, the [`ports::HistoryLog`] it is kept in, and
+//!   [`history::record`], which never lets a failed write fail an event.
 //! - [`metrics`]: the names and units of every metric enroll emits.
 //! - [`redact`]: what may appear in a log line in place of an email or a body.
 //! - [`timings`]: claim, visibility, receive limit and backoff of each stage, defined once.
@@ -20,6 +22,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod history;
 pub mod idempotency;
 pub mod ids;
 pub mod ledger;

@@ -3,6 +3,7 @@
 //! Notion's SCIM and public APIs (`enroll-notion`). Every error is a classified [`Failure`].
 
 use crate::error::Failure;
+use crate::history::HistoryEntry;
 use crate::idempotency::{Claim, IdempotencyRecord};
 use crate::ids::{BuyerEmail, GroupId, NotionUserId, OrderKey, PageId};
 use crate::ledger::{BuyerRecord, OrderRecord};
@@ -166,4 +167,14 @@ pub trait SalesDatabase: Send + Sync {
     }
     async fn create(&self, record: &NewSalesRecord<'_>) -> Result<SalesRecord, Failure>;
     async fn set_user_id(&self, page: &PageId, user: &NotionUserId) -> Result<(), Failure>;
+}
+
+/// Every buyer's provisioning log ([`crate::history`]). Writers go through
+/// [`crate::history::record`], which never lets a failure here fail an event.
+#[async_trait]
+pub trait HistoryLog: Send + Sync {
+    /// Adds entries to the buyer's history, in one write where the store allows it.
+    async fn append(&self, buyer: &BuyerEmail, entries: &[HistoryEntry]) -> Result<(), Failure>;
+    /// The buyer's entries still kept, oldest first.
+    async fn history(&self, buyer: &BuyerEmail) -> Result<Vec<HistoryEntry>, Failure>;
 }

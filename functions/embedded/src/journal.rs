@@ -109,6 +109,17 @@ impl Journal {
             .unwrap_or_default()
     }
 
+    /// The rows of `table` whose keys start with `prefix`, in key order.
+    pub fn with_prefix<V: DeserializeOwned>(&self, table: &str, prefix: &str) -> Vec<(String, V)> {
+        let Some(rows) = self.tables.get(table) else {
+            return Vec::new();
+        };
+        rows.range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .filter_map(|(k, v)| Some((k.clone(), serde_json::from_value(v.clone()).ok()?)))
+            .collect()
+    }
+
     pub fn put<V: Serialize>(&mut self, table: &str, key: &str, value: &V) -> io::Result<()> {
         let v = serde_json::to_value(value).map_err(io::Error::other)?;
         self.append(table, key, Some(&v))?;
@@ -168,5 +179,20 @@ mod tests {
         assert_eq!(j.get::<i32>("t", "a"), None);
         assert_eq!(j.get::<i32>("t", "b"), Some(2));
         assert_eq!(j.all::<i32>("t").len(), 1);
+    }
+
+    #[test]
+    fn prefix_reads_only_matching_keys_in_order() {
+        let mut j = Journal::in_memory();
+        for k in ["b 2", "a 1", "b 1", "c 1", "b"] {
+            j.put("t", k, &k).unwrap();
+        }
+        let keys: Vec<String> = j
+            .with_prefix::<String>("t", "b ")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["b 1", "b 2"]);
+        assert!(j.with_prefix::<String>("other", "b").is_empty());
     }
 }

@@ -1,14 +1,17 @@
 //! The idempotency store and the entitlement ledger on a [`Journal`], with the conditional-write
 //! rules the DynamoDB adapter implements: one claim wins, owners alone complete or release, and a
-//! ledger write on a stale version is refused.
+//! ledger write on a stale version is refused. It also keeps every buyer's history
+//! ([`HistoryLog`]): one row per entry, keyed by buyer and time, dropped once its retention has
+//! passed.
 
 use crate::journal::Journal;
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
+use enroll_core::history::{self, HistoryEntry, DEFAULT_RETENTION_DAYS};
 use enroll_core::idempotency::{Claim, IdempotencyRecord, Status, KEEP_COMPLETED};
 use enroll_core::ids::{BuyerEmail, NotionUserId, OrderKey};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
-use enroll_core::ports::{IdempotencyStore, LedgerStore};
+use enroll_core::ports::{HistoryLog, IdempotencyStore, LedgerStore};
 use enroll_core::Failure;
 use std::io;
 use std::path::Path;
@@ -18,11 +21,28 @@ const IDEM: &str = "idem";
 const ORDERS: &str = "order";
 const BUYERS: &str = "buyer";
 const USERS: &str = "user";
+const HISTORY: &str = "history";
 
 /// The embedded store. Cloning shares the same state.
 #[derive(Clone)]
 pub struct FileStore {
     journal: Arc<Mutex<Journal>>,
+    history_retention_days: u32,
+}
+
+/// A history entry as stored: the entry and the moment it may be dropped.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredEntry {
+    #[serde(flatten)]
+    entry: HistoryEntry,
+    /// Epoch seconds, as DynamoDB's TTL attribute.
+    expiration: i64,
+}
+
+/// Emails hold no whitespace, so a space ends the buyer's part of a history key; the time is
+/// fixed-width, so key order is time order.
+fn history_prefix(email: &BuyerEmail) -> String {
+    format!("{} ", email.as_str())
 }
 
 fn io_failure(e: io::Error) -> Failure {
@@ -30,23 +50,42 @@ fn io_failure(e: io::Error) -> Failure {
 }
 
 impl FileStore {
+    /// Opens the store and drops history entries past their retention.
     pub fn open(path: &Path) -> io::Result<Self> {
-        Ok(Self {
-            journal: Arc::new(Mutex::new(Journal::open(path)?)),
-        })
+        let mut journal = Journal::open(path)?;
+        let now = Utc::now().timestamp();
+        let expired: Vec<String> = journal
+            .all::<StoredEntry>(HISTORY)
+            .into_iter()
+            .filter(|(_, e)| e.expiration < now)
+            .map(|(k, _)| k)
+            .collect();
+        for k in expired {
+            journal.remove(HISTORY, &k)?;
+        }
+        Ok(Self::on(journal))
     }
 
     /// Reads a store another process owns, without taking it over.
     pub fn open_read_only(path: &Path) -> io::Result<Self> {
-        Ok(Self {
-            journal: Arc::new(Mutex::new(Journal::open_read_only(path)?)),
-        })
+        Ok(Self::on(Journal::open_read_only(path)?))
     }
 
     pub fn in_memory() -> Self {
+        Self::on(Journal::in_memory())
+    }
+
+    fn on(journal: Journal) -> Self {
         Self {
-            journal: Arc::new(Mutex::new(Journal::in_memory())),
+            journal: Arc::new(Mutex::new(journal)),
+            history_retention_days: DEFAULT_RETENTION_DAYS,
         }
+    }
+
+    /// How long history entries written from now on are kept (`[history] retention_days`).
+    pub fn with_history_retention(mut self, days: u32) -> Self {
+        self.history_retention_days = days;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Journal> {
@@ -219,6 +258,40 @@ impl LedgerStore for FileStore {
     }
 }
 
+#[async_trait]
+impl HistoryLog for FileStore {
+    async fn append(&self, buyer: &BuyerEmail, entries: &[HistoryEntry]) -> Result<(), Failure> {
+        let mut j = self.lock();
+        let prefix = history_prefix(buyer);
+        for (i, entry) in entries.iter().enumerate() {
+            // The position keeps entries of one append in order when they share an instant;
+            // the random part keeps two appends at one instant apart.
+            let key = format!(
+                "{prefix}{} {i:03}{}",
+                entry.at.to_rfc3339_opts(SecondsFormat::Nanos, true),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            );
+            let stored = StoredEntry {
+                entry: entry.clone(),
+                expiration: history::expires_at(entry.at, self.history_retention_days).timestamp(),
+            };
+            j.put(HISTORY, &key, &stored).map_err(io_failure)?;
+        }
+        Ok(())
+    }
+
+    async fn history(&self, buyer: &BuyerEmail) -> Result<Vec<HistoryEntry>, Failure> {
+        let now = Utc::now().timestamp();
+        Ok(self
+            .lock()
+            .with_prefix::<StoredEntry>(HISTORY, &history_prefix(buyer))
+            .into_iter()
+            .filter(|(_, e)| e.expiration >= now)
+            .map(|(_, e)| e.entry)
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +341,91 @@ mod tests {
         assert_eq!(s.put_buyer(&b).await.unwrap(), 1);
         let err = s.put_buyer(&b).await.unwrap_err();
         assert!(err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn history_is_per_buyer_in_time_order_and_survives_a_restart() {
+        use enroll_core::history::Stage;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let ada = BuyerEmail::parse("ada@example.com").unwrap();
+        let adam = BuyerEmail::parse("ada@example.co").unwrap();
+        let t0: DateTime<Utc> = Utc::now() - TimeDelta::minutes(5);
+        {
+            let s = FileStore::open(&path).unwrap();
+            s.append(
+                &ada,
+                &[
+                    HistoryEntry::new(t0 + TimeDelta::seconds(2), Stage::Provision, "applied"),
+                    HistoryEntry::new(
+                        t0 + TimeDelta::seconds(2),
+                        Stage::Provision,
+                        "added to Group A",
+                    ),
+                ],
+            )
+            .await
+            .unwrap();
+            s.append(
+                &ada,
+                &[HistoryEntry::new(
+                    t0,
+                    Stage::Ingest,
+                    "received and verified",
+                )],
+            )
+            .await
+            .unwrap();
+            s.append(&adam, &[HistoryEntry::new(t0, Stage::Align, "other buyer")])
+                .await
+                .unwrap();
+        }
+        let s = FileStore::open(&path).unwrap();
+        let whats: Vec<String> = s
+            .history(&ada)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.what)
+            .collect();
+        assert_eq!(
+            whats,
+            ["received and verified", "applied", "added to Group A"]
+        );
+        assert_eq!(s.history(&adam).await.unwrap().len(), 1);
+        let read_only = FileStore::open_read_only(&path).unwrap();
+        assert_eq!(read_only.history(&ada).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn history_past_its_retention_is_dropped() {
+        use enroll_core::history::Stage;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.log");
+        let ada = BuyerEmail::parse("ada@example.com").unwrap();
+        {
+            let s = FileStore::open(&path).unwrap().with_history_retention(30);
+            let old = Utc::now() - TimeDelta::days(31);
+            s.append(&ada, &[HistoryEntry::new(old, Stage::Ingest, "old")])
+                .await
+                .unwrap();
+            s.append(&ada, &[HistoryEntry::now(Stage::Ingest, "new")])
+                .await
+                .unwrap();
+            let whats: Vec<String> = s
+                .history(&ada)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.what)
+                .collect();
+            assert_eq!(whats, ["new"]);
+        }
+        // Reopening drops the expired row itself, not only from reads.
+        drop(FileStore::open(&path).unwrap());
+        let rows = Journal::open_read_only(&path)
+            .unwrap()
+            .all::<serde_json::Value>(HISTORY);
+        assert_eq!(rows.len(), 1);
     }
 }
