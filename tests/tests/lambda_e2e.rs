@@ -598,6 +598,65 @@ async fn a_stripe_purchase_goes_through_the_real_lambda_binaries() -> Result<()>
     );
     step(started, "fixtures invoked");
 
+    // Step 8: each invocation ended with Embedded Metric Format lines on stdout, which the
+    // watcher's log holds as CloudWatch Logs would: valid, in namespace Enroll, by function,
+    // and without the buyer's address.
+    let log = std::fs::read_to_string(watch.log_path()).context("step 8: reading the log")?;
+    let data = enroll_tests::emf::blocks(&log)
+        .map_err(|e| anyhow::anyhow!("step 8: an invalid EMF line: {e}"))?;
+    let from = |name: &str, function: &str| -> Vec<f64> {
+        data.iter()
+            .filter(|d| d.namespace == "Enroll" && d.name == name)
+            .filter(|d| d.dimensions.first() == Some(&("Function".into(), function.into())))
+            .flat_map(|d| d.values.clone())
+            .collect()
+    };
+    let sum = |name: &str, function: &str| from(name, function).iter().sum::<f64>();
+    assert_eq!(sum("WebhooksAccepted", "ingest"), 2.0, "step 8: {data:?}");
+    let refused: Vec<_> = data
+        .iter()
+        .filter(|d| d.name == "WebhooksRejected")
+        .map(|d| d.dimensions.clone())
+        .collect();
+    assert_eq!(
+        refused,
+        [vec![
+            ("Function".to_owned(), "ingest".to_owned()),
+            ("Reason".to_owned(), "signature".to_owned())
+        ]],
+        "step 8: the tampered webhook, by reason"
+    );
+    let waits = from("TimeToAccessMs", "provision");
+    assert_eq!(
+        waits.len(),
+        1,
+        "step 8: one purchase reached access from a webhook (the fixture has no accepted_at)"
+    );
+    assert!(sum("EventsApplied", "provision") >= 2.0);
+    assert_eq!(
+        sum("EventsDuplicate", "provision"),
+        1.0,
+        "step 8: the redelivery"
+    );
+    assert_eq!(
+        sum("EventsParked", "provision"),
+        1.0,
+        "step 8: the malformed body"
+    );
+    assert!(sum("ScimRequests", "provision") >= 2.0);
+    assert!(sum("NotionApiRequests", "align") >= 1.0);
+    assert!(sum("RecordsAligned", "align") >= 1.0);
+    for line in log.lines().filter(|l| l.contains("\"_aws\"")) {
+        assert!(
+            !line.contains('@') && !line.contains(&email),
+            "step 8: an address in a metric line: {line}"
+        );
+    }
+    step(
+        started,
+        &format!("EMF: {} metric values checked", data.len()),
+    );
+
     drop(watch);
     step(started, "watcher stopped");
     Ok(())
@@ -626,6 +685,7 @@ fn fixture_order_event() -> OrderEvent {
         }),
         items: vec![PlatformProductRef::parse(FIXTURE_PRODUCT).expect("product ref")],
         occurred_at: "2026-01-15T10:30:00Z".parse().expect("timestamp"),
+        accepted_at: None,
     }
 }
 

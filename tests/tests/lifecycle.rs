@@ -313,6 +313,7 @@ fn event(
             .map(|p| PlatformProductRef::parse(p).unwrap())
             .collect(),
         occurred_at: at,
+        accepted_at: None,
     }
 }
 

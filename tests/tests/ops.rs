@@ -105,6 +105,7 @@ fn purchase(i: usize, email: &str) -> OrderEvent {
         }),
         items: vec![PlatformProductRef::parse(NM_PRICE).unwrap()],
         occurred_at: Utc::now(),
+        accepted_at: None,
     }
 }
 

@@ -215,6 +215,7 @@ async fn create_answering_409_still_ends_in_the_group() {
             enroll_core::ids::PlatformProductRef::parse("price_1NotionMasteryYear").unwrap(),
         ],
         occurred_at: Utc::now(),
+        accepted_at: None,
     };
     let outcome = p
         .process(

@@ -23,6 +23,7 @@ use enroll_core::batch::{self, BatchReport, Incoming};
 use enroll_core::event::AlignRequest;
 use enroll_core::idempotency::{Claim, IdempotencyRecord};
 use enroll_core::ids::BuyerEmail;
+use enroll_core::metrics::{self, Function, Metric};
 use enroll_core::ports::{
     DeadLetters, IdempotencyStore, NewSalesRecord, SalesDatabase, SalesRecord,
 };
@@ -156,6 +157,9 @@ impl Aligner {
             }
         };
         tracing::info!(outcome = ?outcome, "sales record aligned");
+        if outcome != Aligned::Unchanged {
+            metrics::count(Function::Align, Metric::RecordsAligned);
+        }
         Ok(outcome)
     }
 

@@ -1,4 +1,6 @@
 use align::lambda::{function_handler, Deps};
+use enroll_aws::lambda_env::with_metrics;
+use enroll_core::metrics::Function;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
 #[tokio::main]
@@ -6,7 +8,7 @@ async fn main() -> Result<(), Error> {
     enroll_aws::lambda_env::init_tracing();
     let deps = Deps::from_env().await?;
     run(service_fn(|event: LambdaEvent<_>| {
-        function_handler(&deps, event)
+        with_metrics(Function::Align, function_handler(&deps, event))
     }))
     .await
 }

@@ -11,9 +11,15 @@
 //! | `ENROLL_ALIGN_QUEUE_URL` | provision, align (expire: optional, unused) | where align requests go (align: where a deferred request is sent again) |
 //! | `ENROLL_ALIGN_DLQ_URL` | align | where permanent failures are parked |
 //! | `RUST_LOG` | all | log filter, default `info` |
+//!
+//! Each `main.rs` also wraps its handler in [`with_metrics`], so what an invocation counted is
+//! printed as Embedded Metric Format lines when it ends.
 
 use crate::secrets::load_secrets;
 use enroll_core::config::{Config, ConfigError};
+use enroll_core::metrics::{self, Function};
+use std::future::Future;
+use std::io::Write;
 
 /// JSON logs on stdout, filtered by `RUST_LOG`. Lambda's JSON log format picks them up as is.
 pub fn init_tracing() {
@@ -26,6 +32,33 @@ pub fn init_tracing() {
         .with_target(false)
         .without_time()
         .init();
+}
+
+/// Runs one invocation, then prints the metrics it recorded ([`emit_metrics`]), whether it
+/// succeeded or not.
+pub async fn with_metrics<F: Future>(stage: Function, invocation: F) -> F::Output {
+    let out = invocation.await;
+    emit_metrics(stage);
+    out
+}
+
+/// Takes everything recorded since the last call and prints it to stdout as Embedded Metric
+/// Format lines, which CloudWatch Logs turns into metrics in the `Enroll` namespace, with the
+/// stage's name (`ingest`, ...) as the `Function` dimension, as the dashboard reads it. Whatever
+/// the log level: these are not log events. Stdout is held for all the lines and each is
+/// written whole, so no log line can land inside one.
+pub fn emit_metrics(stage: Function) {
+    let lines = metrics::global()
+        .take()
+        .emf_lines(stage, chrono::Utc::now().timestamp_millis());
+    if lines.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let _ = out.write_all(format!("{line}\n").as_bytes());
+    }
+    let _ = out.flush();
 }
 
 /// A required environment variable, or an error naming it.

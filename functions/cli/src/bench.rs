@@ -355,6 +355,7 @@ fn purchase_event(i: usize, product: &str) -> OrderEvent {
         }),
         items: vec![PlatformProductRef::parse(product).expect("a valid reference")],
         occurred_at: Utc::now(),
+        accepted_at: None,
     }
 }
 

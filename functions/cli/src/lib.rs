@@ -12,6 +12,8 @@
 //! - [`ops`]: the operator's tools: `dlq list|replay`, `backfill plan|apply`, `audit`, on the
 //!   embedded default or a deployed stack.
 //! - [`status`]: one buyer's grants, Notion user id, Groups and sales record.
+//! - [`summary`]: `enroll status --summary`, the pipeline's counters from a running `enroll dev`
+//!   or from a stack's CloudWatch metrics, and the line `enroll dev` prints each minute.
 //! - [`chaos`]: `enroll chaos`, faults, duplicates, early refunds and hard kills of the worker
 //!   process, with the checks that nothing was lost or applied twice; and the hidden
 //!   `enroll worker` it kills.
@@ -30,3 +32,4 @@ pub mod seed;
 pub mod send;
 pub mod server;
 pub mod status;
+pub mod summary;

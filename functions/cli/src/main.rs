@@ -89,10 +89,22 @@ enum Command {
         #[arg(long, default_value = ".enroll")]
         data_dir: PathBuf,
     },
-    /// Show a buyer's grants, Notion user id, Groups and sales record.
+    /// Show a buyer's grants, Notion user id, Groups and sales record; or, with --summary, the
+    /// pipeline's counters.
     Status {
         /// An email, an order id or a Notion user id.
-        query: String,
+        #[arg(required_unless_present = "summary")]
+        query: Option<String>,
+        /// The counters (webhooks, events, SCIM, time to access) of the running `enroll dev`,
+        /// or of a deployed stack with --stack.
+        #[arg(long, conflicts_with = "query")]
+        summary: bool,
+        /// With --summary: a deployed stack, read from CloudWatch.
+        #[arg(long, env = "ENROLL_STACK")]
+        stack: Option<String>,
+        /// With --summary --stack: the hours to look back.
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
         #[arg(long)]
         json: bool,
         #[arg(long, default_value = ".enroll")]
@@ -299,12 +311,27 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Status {
             query,
+            summary,
+            stack,
+            hours,
             json,
             data_dir,
             url,
             config,
         } => {
             init_tracing("warn");
+            if summary {
+                let report =
+                    enroll_cli::summary::fetch(stack.as_deref(), hours, &data_dir, url.as_deref())
+                        .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    enroll_cli::summary::print(&report);
+                }
+                return Ok(());
+            }
+            let query = query.unwrap_or_default();
             let config = match config {
                 Some(p) => Some(config_file::load(Some(&p))?),
                 None => None,
@@ -491,6 +518,8 @@ async fn dev(
     }
     let mut tick = tokio::time::interval(Duration::from_secs(expire_every.max(1)));
     let mut save = tokio::time::interval(Duration::from_secs(5));
+    let mut counters = tokio::time::interval(Duration::from_secs(60));
+    let mut counters_line = enroll_cli::summary::MinuteLine::default();
     let mut terminate = terminate_signal()?;
     loop {
         tokio::select! {
@@ -504,6 +533,11 @@ async fn dev(
             _ = save.tick() => {
                 if let Err(e) = rt.save_simulator() {
                     tracing::warn!(error = %e, "could not save the simulator state");
+                }
+            }
+            _ = counters.tick() => {
+                if let Some(line) = counters_line.if_changed() {
+                    println!("{line}");
                 }
             }
         }

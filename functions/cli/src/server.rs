@@ -5,7 +5,8 @@
 //!   `/webhooks/{platform}` (the same ingest handler the Lambda function URL runs) and
 //!   `/healthz`, nothing else: every other path gets ingest's 404.
 //! - The admin listener binds loopback on a port of its own and lets `enroll expire`, `link`,
-//!   `status` and `dlq` reach a running `enroll dev`. Every request must carry the data
+//!   `status` (and `status --summary`, through `/admin/metrics`) and `dlq` reach a running
+//!   `enroll dev`. Every request must carry the data
 //!   directory's token (`Authorization: Bearer`), or it gets 401. A web page the seller opens
 //!   cannot use it either: a request with an `Origin` header, a cross-site `Sec-Fetch-Site`, or
 //!   a `Host` other than loopback (DNS rebinding) gets 403, and no CORS header is ever sent, so
@@ -61,6 +62,7 @@ pub fn admin_router(rt: Arc<Runtime>, token: Secret, port: u16) -> Router {
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/replay", post(dlq_replay))
         .route("/admin/notion", get(notion))
+        .route("/admin/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
         .layer(middleware::from_fn_with_state(door, guard))
         .with_state(rt)
@@ -399,6 +401,11 @@ async fn dlq_replay(
         Ok(reports) => Json(reports).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
     }
+}
+
+/// The pipeline's counters since this process started, for `enroll status --summary`.
+async fn metrics() -> Response {
+    Json(crate::summary::this_process()).into_response()
 }
 
 /// Where the simulated workspace answers, for `backfill plan` and `audit` while `enroll dev`

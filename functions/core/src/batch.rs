@@ -12,6 +12,7 @@
 
 use crate::error::{ErrorClass, Failure};
 use crate::event::{AlignRequest, OrderEvent};
+use crate::metrics::{self, Function, Metric};
 use crate::ports::{DeadLetters, ParkedReason};
 use crate::timings::StageTimings;
 use serde::de::DeserializeOwned;
@@ -36,12 +37,15 @@ pub struct Redelivery {
 
 /// What a message body says about itself for the dead-letter record.
 pub trait Describe {
+    /// The stage that handles these messages, for the parked-events metric.
+    const FUNCTION: Function;
     fn event_key(&self) -> Option<String>;
     /// Masked: never the address itself.
     fn masked_buyer(&self) -> Option<String>;
 }
 
 impl Describe for OrderEvent {
+    const FUNCTION: Function = Function::Provision;
     fn event_key(&self) -> Option<String> {
         Some(self.key.as_string())
     }
@@ -51,6 +55,7 @@ impl Describe for OrderEvent {
 }
 
 impl Describe for AlignRequest {
+    const FUNCTION: Function = Function::Align;
     fn event_key(&self) -> Option<String> {
         Some(self.source.as_string())
     }
@@ -165,6 +170,7 @@ where
                     Ok(()) => {
                         tracing::warn!(event_key = why.event_key.as_deref().unwrap_or("-"), reason = %why.reason, "parked in the dead-letter queue");
                         report.parked += 1;
+                        metrics::count(T::FUNCTION, Metric::EventsParked);
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "could not park a permanent failure: leaving it for redelivery");

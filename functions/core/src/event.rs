@@ -63,6 +63,11 @@ pub struct OrderEvent {
     pub items: Vec<PlatformProductRef>,
     /// When the platform says the event happened (from the payload, never the delivery time).
     pub occurred_at: DateTime<Utc>,
+    /// When ingest accepted the webhook: time to access is measured from here. Absent on
+    /// messages enqueued before it was added, and left out of [`OrderEvent::payload_hash`]:
+    /// a redelivery is accepted at another moment but is the same event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 impl OrderEvent {

@@ -301,6 +301,7 @@ mod tests {
                 .map(|i| PlatformProductRef::parse(i).unwrap())
                 .collect(),
             occurred_at: at.parse().unwrap(),
+            accepted_at: None,
         }
     }
 

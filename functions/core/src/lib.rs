@@ -13,7 +13,8 @@
 //!   progress.
 //! - [`history`]: every buyer's provisioning log, the [`ports::HistoryLog`] it is kept in, and
 //!   [`history::record`], which never lets a failed write fail an event.
-//! - [`metrics`]: the names and units of every metric enroll emits.
+//! - [`metrics`]: the names and units of every metric enroll emits, and the in-memory recorder
+//!   they are counted in (rendered as Embedded Metric Format by the Lambda functions).
 //! - [`redact`]: what may appear in a log line in place of an email or a body.
 //! - [`timings`]: claim, visibility, receive limit and backoff of each stage, defined once.
 

@@ -17,6 +17,7 @@ pub mod lambda;
 use chrono::{DateTime, Utc};
 use enroll_core::config::Config;
 use enroll_core::ids::Platform;
+use enroll_core::metrics::{self, Function, Metric, Reason};
 use enroll_core::ports::Queue;
 use enroll_core::redact::short_hash;
 use enroll_platforms::{Accepted, Inbound};
@@ -109,6 +110,7 @@ impl Ingest {
         let limit = self.config.ingest.max_body_bytes;
         if req.body.len() > limit {
             self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+            metrics::rejected(Reason::TooLarge);
             return WebhookResponse::error(
                 413,
                 &format!("body larger than the {limit}-byte limit"),
@@ -126,6 +128,7 @@ impl Ingest {
         match enroll_platforms::receive(platform, cfg, &inbound, now) {
             Err(rejected) => {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                metrics::rejected(rejected.metric_reason());
                 tracing::info!(status = rejected.status, reason = %rejected.reason, "webhook refused");
                 WebhookResponse::error(rejected.status, &rejected.reason)
             }
@@ -137,7 +140,9 @@ impl Ingest {
                     serde_json::json!({ "status": "ignored", "event_type": event_type, "reason": reason }),
                 )
             }
-            Ok(Accepted::Event(event)) => {
+            Ok(Accepted::Event(mut event)) => {
+                // Time to access is measured from here, through every stage after.
+                event.accepted_at = Some(now);
                 let body = match serde_json::to_string(&event) {
                     Ok(b) => b,
                     Err(_) => return WebhookResponse::error(500, "could not encode the event"),
@@ -147,6 +152,7 @@ impl Ingest {
                     return WebhookResponse::error(503, "queue unavailable: retry later");
                 }
                 self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                metrics::count(Function::Ingest, Metric::WebhooksAccepted);
                 tracing::info!(event_key = %event.key, kind = event.kind.as_str(), buyer = ?event.buyer.as_ref().map(|b| b.email.to_string()), "event accepted");
                 WebhookResponse::json(
                     202,

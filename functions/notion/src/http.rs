@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use enroll_core::config::Secret;
+use enroll_core::metrics::{self, Function, Metric};
 use enroll_core::ports::RateBudget;
 use enroll_core::redact::mask_email;
 use enroll_core::Failure;
@@ -242,6 +243,7 @@ impl Http {
             self.budget.acquire().await;
             let started = Instant::now();
             let outcome = self.attempt(&req).await;
+            self.count(&outcome);
             let latency_ms = started.elapsed().as_millis() as u64;
             let (error, server_wait, throttled) = match outcome {
                 Attempt::Done(reply) => {
@@ -290,6 +292,29 @@ impl Http {
             self.log_failure(&req, &error, attempt, latency_ms, "will retry");
             tokio::time::sleep(wait).await;
             attempt += 1;
+        }
+    }
+
+    /// Counts one attempt in the process's metrics: in memory, no request of its own. SCIM is
+    /// provision's (and the expiry pass's) API, the public API align's.
+    fn count(&self, outcome: &Attempt) {
+        let status = match outcome {
+            Attempt::Done(reply) => Some(reply.status),
+            Attempt::Stop(e) | Attempt::Retry { error: e, .. } => e.status,
+        }
+        .map(|s| s.as_u16());
+        match self.api {
+            Api::Scim => {
+                metrics::count(Function::Provision, Metric::ScimRequests);
+                match status {
+                    Some(429 | 529) => metrics::count(Function::Provision, Metric::ScimThrottled),
+                    Some(401 | 403) => {
+                        metrics::count(Function::Provision, Metric::ScimAuthFailures)
+                    }
+                    _ => {}
+                }
+            }
+            Api::Notion => metrics::count(Function::Align, Metric::NotionApiRequests),
         }
     }
 

@@ -191,6 +191,7 @@ impl Found {
             buyer: self.buyer,
             items: self.items.into_vec(),
             occurred_at: self.occurred_at,
+            accepted_at: None,
         }))
     }
 }

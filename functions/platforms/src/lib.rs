@@ -61,6 +61,7 @@ use chrono::{DateTime, Utc};
 use enroll_core::config::PlatformConfig;
 use enroll_core::event::{EventKind, OrderEvent};
 use enroll_core::ids::Platform;
+use enroll_core::metrics::Reason;
 
 /// One inbound HTTP request, as the ingest function received it.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +105,8 @@ pub enum Accepted {
 pub struct Rejected {
     pub status: u16,
     pub reason: String,
+    /// Genuinely signed, but the signed timestamp is outside the tolerance (a 401 too).
+    pub stale: bool,
 }
 
 impl Rejected {
@@ -111,6 +114,14 @@ impl Rejected {
         Self {
             status: 401,
             reason: reason.into(),
+            stale: false,
+        }
+    }
+
+    pub(crate) fn stale(reason: impl Into<String>) -> Self {
+        Self {
+            stale: true,
+            ..Self::unauthorized(reason)
         }
     }
 
@@ -118,6 +129,16 @@ impl Rejected {
         Self {
             status: 400,
             reason: reason.into(),
+            stale: false,
+        }
+    }
+
+    /// The `Reason` dimension of the `WebhooksRejected` metric.
+    pub fn metric_reason(&self) -> Reason {
+        match (self.status, self.stale) {
+            (_, true) => Reason::Stale,
+            (401, false) => Reason::Signature,
+            _ => Reason::Malformed,
         }
     }
 }

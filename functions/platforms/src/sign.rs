@@ -96,7 +96,7 @@ pub(crate) fn fresh(
         } else {
             "old"
         };
-        return Err(Rejected::unauthorized(format!(
+        return Err(Rejected::stale(format!(
             "{what} is {skew} s {direction}, beyond the {tolerance} s tolerance"
         )));
     }
@@ -159,6 +159,13 @@ mod tests {
         assert!(fresh("1699999700", "t", &cfg, now).is_ok());
         assert_eq!(fresh("1699999699", "t", &cfg, now).unwrap_err().status, 401);
         assert_eq!(fresh("1700000301", "t", &cfg, now).unwrap_err().status, 401);
+        let old = fresh("1699999699", "t", &cfg, now).unwrap_err();
+        assert_eq!(old.metric_reason(), enroll_core::metrics::Reason::Stale);
+        let garbled = fresh("-5", "t", &cfg, now).unwrap_err();
+        assert_eq!(
+            garbled.metric_reason(),
+            enroll_core::metrics::Reason::Signature
+        );
         assert!(fresh("-5", "t", &cfg, now).is_err());
         assert!(fresh("99999999999999999999", "t", &cfg, now).is_err());
         let strict = PlatformConfig {

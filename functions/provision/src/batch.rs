@@ -327,6 +327,7 @@ mod tests {
             }),
             items: Vec::new(),
             occurred_at: Utc::now(),
+            accepted_at: None,
         })
     }
 

@@ -21,6 +21,7 @@ use enroll_core::event::{AlignRequest, EventKind, OrderEvent};
 use enroll_core::idempotency::{Claim, IdempotencyRecord};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
 use enroll_core::ledger::{self, Applied, BuyerRecord, GroupPlan, OrderRecord};
+use enroll_core::metrics::{self, Function, Metric};
 use enroll_core::ports::{Created, Directory, IdempotencyStore, LedgerStore, Queue};
 use enroll_core::timings::StageTimings;
 use enroll_core::Failure;
@@ -191,6 +192,7 @@ impl Provisioner {
             }
             Claim::Completed(_) => {
                 tracing::info!("duplicate delivery: already applied");
+                metrics::count(Function::Provision, Metric::EventsDuplicate);
                 return Ok(Outcome::Duplicate);
             }
             Claim::InProgress(held) => {
@@ -207,6 +209,7 @@ impl Provisioner {
                     .complete(&key, &owner, &outcome.summary())
                     .await?;
                 tracing::info!(outcome = %outcome.summary(), "event applied");
+                metrics::count(Function::Provision, Metric::EventsApplied);
                 Ok(outcome)
             }
             Err(failure) => {
@@ -257,6 +260,7 @@ impl Provisioner {
                 self.request_align(event, &order, &buyer, user).await?;
             }
         }
+        self.record_time_to_access(event, &order, &buyer, now);
         Ok(Outcome::Applied(reconciled))
     }
 
@@ -288,6 +292,7 @@ impl Provisioner {
             match self.reconcile(&email, now).await {
                 Ok(r) => {
                     report.reconciled += 1;
+                    metrics::count(Function::Expire, Metric::ExpiryReconciled);
                     report.groups_added += r.added.len();
                     report.groups_removed += r.removed.len();
                 }
@@ -524,4 +529,52 @@ impl Provisioner {
 
 fn earliest(a: Option<DateTime<Utc>>, b: DateTime<Utc>) -> Option<DateTime<Utc>> {
     Some(a.map_or(b, |a| a.min(b)))
+}
+
+impl Provisioner {
+    /// Records `TimeToAccessMs` for a purchase whose buyer is now a member of every Group the
+    /// order grants at `now`: from the moment ingest accepted the webhook (it travels with the
+    /// event) to now. The Groups were resolved by the reconcile just done, so this asks
+    /// nothing of Notion.
+    fn record_time_to_access(
+        &self,
+        event: &OrderEvent,
+        order: &OrderRecord,
+        buyer: &BuyerRecord,
+        now: DateTime<Utc>,
+    ) {
+        let Some(accepted_at) = event.accepted_at else {
+            return;
+        };
+        if event.kind != EventKind::Purchase
+            || order.revoked.is_some()
+            || buyer.notion_user_id.is_none()
+        {
+            return;
+        }
+        let granted: Vec<&GroupRef> = order
+            .grants
+            .iter()
+            .filter(|g| g.is_current(now))
+            .flat_map(|g| &g.groups)
+            .collect();
+        let cached = |g: &GroupRef| match g {
+            GroupRef::Id(id) => Some(id.clone()),
+            GroupRef::Name(n) => self
+                .groups
+                .cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(n)
+                .cloned(),
+        };
+        let member_of_all = !granted.is_empty()
+            && granted
+                .iter()
+                .all(|g| cached(g).is_some_and(|id| buyer.applied_groups.contains(&id)));
+        if member_of_all {
+            let waited = (Utc::now() - accepted_at).num_milliseconds().max(0) as u64;
+            metrics::observe(Function::Provision, Metric::TimeToAccessMs, waited);
+        }
+    }
 }

@@ -162,6 +162,7 @@ fn purchase(n: usize, product: &str) -> Incoming {
         }),
         items: vec![PlatformProductRef::parse(product).unwrap()],
         occurred_at: Utc::now(),
+        accepted_at: None,
     };
     Incoming {
         receive_count: 1,
