@@ -3,7 +3,7 @@
 use crate::Aligner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
-use enroll_aws::{DynamoRateBudget, DynamoStore, SqsDeadLetters};
+use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters};
 use enroll_notion::sales::SalesClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
@@ -29,12 +29,14 @@ impl Deps {
             &config.notion.token,
             &config.rate,
         ));
+        let history = DynamoHistory::new(dynamo.clone(), &table)
+            .with_retention(config.history.retention_days);
         // Per-buyer leases live beside the event keys, under the same claim rules.
         let leases = Arc::new(DynamoStore::new(dynamo, table));
         let sales = SalesClient::new(&config.notion, budget).map_err(|f| f.reason)?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         Ok(Self {
-            aligner: Aligner::new(Arc::new(sales), leases),
+            aligner: Aligner::new(Arc::new(sales), leases).with_history(Arc::new(history)),
             dead_letters: SqsDeadLetters::new(
                 sqs.clone(),
                 required("ENROLL_ALIGN_DLQ_URL")?,

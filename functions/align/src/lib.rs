@@ -13,6 +13,8 @@
 //! answer was lost (a timeout, a 5xx after the write) is followed by a lookup by order id and
 //! Notion user id before anything is created again.
 //!
+//! What a request did to the sales record is recorded in the buyer's history, best-effort.
+//!
 //! - [`Aligner`]: the per-request logic over the [`SalesDatabase`] port.
 //! - [`lambda`]: the Lambda wiring (SQS event source, partial batch responses).
 
@@ -21,11 +23,12 @@ pub mod lambda;
 use chrono::{TimeDelta, Utc};
 use enroll_core::batch::{self, BatchReport, Incoming};
 use enroll_core::event::AlignRequest;
+use enroll_core::history::{self, HistoryEntry, NoHistory, Stage};
 use enroll_core::idempotency::{Claim, IdempotencyRecord};
 use enroll_core::ids::BuyerEmail;
 use enroll_core::metrics::{self, Function, Metric};
 use enroll_core::ports::{
-    DeadLetters, IdempotencyStore, NewSalesRecord, SalesDatabase, SalesRecord,
+    DeadLetters, HistoryLog, IdempotencyStore, NewSalesRecord, SalesDatabase, SalesRecord,
 };
 use enroll_core::timings::{self, StageTimings};
 use enroll_core::Failure;
@@ -45,6 +48,8 @@ pub struct Aligner {
     /// Where per-buyer leases are claimed: the same store, and the same rules, as event keys.
     pub leases: Arc<dyn IdempotencyStore>,
     pub timings: StageTimings,
+    /// Every buyer's provisioning log; written best-effort, never failing a request.
+    pub history: Arc<dyn HistoryLog>,
 }
 
 /// How soon a request that found the buyer's lease held looks again (plus the stage's
@@ -62,7 +67,14 @@ impl Aligner {
             sales,
             leases,
             timings: timings::ALIGN,
+            history: Arc::new(NoHistory),
         }
+    }
+
+    /// Keeps buyers' histories in `history`.
+    pub fn with_history(mut self, history: Arc<dyn HistoryLog>) -> Self {
+        self.history = history;
+        self
     }
 
     /// Aligns one request while holding the buyer's lease.
@@ -90,6 +102,15 @@ impl Aligner {
             }
         }
         let result = self.align_leased(req).await;
+        if let Ok(outcome) = &result {
+            let what = match outcome {
+                Aligned::Created => "sales record created",
+                Aligned::Updated => "sales record updated",
+                Aligned::Unchanged => "sales record unchanged",
+            };
+            let entry = HistoryEntry::now(Stage::Align, what);
+            history::record(self.history.as_ref(), &req.email, vec![entry]).await;
+        }
         // Release even after a failure, so the retry need not wait out the lease; a release
         // that fails only delays the next request until the lease expires.
         if let Err(e) = self.leases.release(&key, &owner).await {

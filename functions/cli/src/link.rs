@@ -100,10 +100,10 @@ async fn on_dynamo(config: Config, table: String) -> anyhow::Result<Provisioner>
         "no SCIM token: set ENROLL_SCIM_TOKEN (a merge may change the member's Groups)"
     );
     let sdk = enroll_aws::sdk_config().await;
-    let store = Arc::new(enroll_aws::DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        table,
-    ));
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let history = enroll_aws::DynamoHistory::new(dynamo.clone(), &table)
+        .with_retention(config.history.retention_days);
+    let store = Arc::new(enroll_aws::DynamoStore::new(dynamo, table));
     let budget = enroll_notion::rate::from_config(&config.rate);
     let scim = ScimClient::new(&config.scim, budget)
         .map_err(|f| anyhow!(f.reason))
@@ -114,5 +114,6 @@ async fn on_dynamo(config: Config, table: String) -> anyhow::Result<Provisioner>
         store,
         Arc::new(scim),
         Arc::new(ReconcileOnly),
-    ))
+    )
+    .with_history(Arc::new(history)))
 }

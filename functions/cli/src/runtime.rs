@@ -131,6 +131,7 @@ impl Runtime {
             ),
             None => (FileStore::in_memory(), Journal::in_memory()),
         };
+        let store = store.with_history_retention(config.history.retention_days);
         let journal = Arc::new(Mutex::new(journal));
         let dlq_settings = QueueSettings {
             visibility: Duration::from_secs(30),
@@ -178,9 +179,10 @@ impl Runtime {
             store_arc.clone(),
             Arc::new(directory),
             align_queue.clone(),
-        );
+        )
+        .with_history(store_arc.clone());
         provisioner.timings = timings.provision;
-        let mut aligner = Aligner::new(Arc::new(sales), store_arc);
+        let mut aligner = Aligner::new(Arc::new(sales), store_arc.clone()).with_history(store_arc);
         aligner.timings = timings.align;
         Ok(Arc::new(Self {
             ingest: Arc::new(Ingest::new(config.clone(), provision_queue.clone())),

@@ -398,7 +398,10 @@ async fn dlq_replay(
         .map(|s| queue_pair(&rt, *s))
         .collect();
     match crate::ops::replay_all(&pairs, &req).await {
-        Ok(reports) => Json(reports).into_response(),
+        Ok(reports) => {
+            crate::ops::dlq::record_replays(&rt.store, &reports).await;
+            Json(reports).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
     }
 }

@@ -1,6 +1,8 @@
 //! `enroll status <email | order id | Notion user id>`: what the ledger says about a buyer, what
 //! Notion has, whether the sales record holds their Notion user id, and any purchase of theirs
-//! parked in the provision dead-letter queue, with its reason.
+//! parked in the provision dead-letter queue, with its reason, and the buyer's history: each
+//! thing that touched them (received, applied, each Group change, the sales record, expiry,
+//! operator actions), oldest first, as `history` in `--json` and as a timeline in text.
 //!
 //! Group names come from the simulated workspace, or on a real one from the catalog's names
 //! and `GET /Groups/{id}`; the report shows each Group's name and id.
@@ -12,6 +14,7 @@ use chrono::{DateTime, Utc};
 use enroll_core::catalog::GroupRef;
 use enroll_core::config::{Config, ScimConfig};
 use enroll_core::event::OrderEvent;
+use enroll_core::history::HistoryEntry;
 use enroll_core::ids::{BuyerEmail, NotionUserId};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
 use enroll_core::ports::Directory;
@@ -68,6 +71,9 @@ pub struct BuyerStatus {
     pub sales_record: Option<bool>,
     /// Events of this buyer's parked in the provision dead-letter queue.
     pub parked: Vec<ParkedEvent>,
+    /// The buyer's provisioning log, oldest first.
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -127,6 +133,7 @@ pub async fn orders_of(store: &FileStore, b: &BuyerRecord) -> anyhow::Result<Vec
 struct Found {
     buyers: Vec<(BuyerRecord, Vec<OrderRecord>)>,
     parked: BTreeMap<BuyerEmail, Vec<ParkedEvent>>,
+    history: BTreeMap<BuyerEmail, Vec<HistoryEntry>>,
 }
 
 impl Found {
@@ -144,7 +151,19 @@ impl Found {
             Some(pair) => parked_events(pair, query, &buyers).await?,
             None => BTreeMap::new(),
         };
-        Ok(Self { buyers, parked })
+        let mut history = BTreeMap::new();
+        let emails = buyers.iter().map(|(b, _)| &b.email).chain(parked.keys());
+        for email in emails {
+            let entries = enroll_core::ports::HistoryLog::history(store, email)
+                .await
+                .map_err(|f| anyhow::anyhow!(f.reason))?;
+            history.insert(email.clone(), entries);
+        }
+        Ok(Self {
+            buyers,
+            parked,
+            history,
+        })
     }
 
     fn group_ids(&self) -> BTreeSet<String> {
@@ -164,6 +183,7 @@ impl Found {
         for (b, orders) in self.buyers {
             let mut status = describe(&b, &orders, names, now);
             status.parked = self.parked.remove(&b.email).unwrap_or_default();
+            status.history = self.history.remove(&b.email).unwrap_or_default();
             out.push((Some(b), status));
         }
         for (email, parked) in self.parked {
@@ -178,6 +198,7 @@ impl Found {
                     unknown_items: Vec::new(),
                     next_change_at: None,
                     sales_record: None,
+                    history: self.history.remove(&email).unwrap_or_default(),
                     parked,
                 },
             ));
@@ -342,6 +363,7 @@ pub fn describe(
         next_change_at: b.next_change_at,
         sales_record: None,
         parked: Vec::new(),
+        history: Vec::new(),
     }
 }
 
@@ -494,6 +516,7 @@ pub fn print(report: &StatusReport) {
         }
         if !b.in_ledger {
             println!("                nothing recorded for this buyer yet");
+            print_history(&b.history);
             println!();
             continue;
         }
@@ -549,6 +572,23 @@ pub fn print(report: &StatusReport) {
                 b.unknown_items.join(", ")
             );
         }
+        print_history(&b.history);
         println!();
+    }
+}
+
+/// The buyer's history as a timeline, one line per entry.
+fn print_history(history: &[HistoryEntry]) {
+    if history.is_empty() {
+        return;
+    }
+    println!("history:");
+    for e in history {
+        println!(
+            "  {}  {:<9}  {}",
+            e.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            e.stage.as_str(),
+            e.what
+        );
     }
 }

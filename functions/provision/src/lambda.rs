@@ -4,7 +4,7 @@ use crate::Provisioner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
-use enroll_aws::{DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
+use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
 use enroll_core::ports::Queue;
 use enroll_notion::scim::ScimClient;
 use lambda_runtime::{Error, LambdaEvent};
@@ -57,15 +57,14 @@ pub async fn provisioner_from_env(
         &config.scim.token,
         &config.rate,
     ));
+    let history =
+        DynamoHistory::new(dynamo.clone(), &table).with_retention(config.history.retention_days);
     let store = Arc::new(DynamoStore::new(dynamo, table));
     let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
-    Ok(Provisioner::new(
-        config,
-        store.clone(),
-        store,
-        directory,
-        align,
-    ))
+    Ok(
+        Provisioner::new(config, store.clone(), store, directory, align)
+            .with_history(Arc::new(history)),
+    )
 }
 
 /// The invocation's deadline, for idempotency claims that a crash must not leave stuck.

@@ -1,7 +1,8 @@
 //! The provision stage. Per order event it claims the event's idempotency key, applies the event
 //! to the entitlement ledger, makes the buyer's Notion Groups match the ledger through SCIM,
 //! stores the buyer's Notion user id, asks align to write it into the sales database, and
-//! completes the key.
+//! completes the key. What each event, expiry pass and link did is recorded in the buyer's
+//! history ([`enroll_core::history`]), best-effort.
 //!
 //! - [`Provisioner`]: the per-event pipeline and [`Provisioner::reconcile`], which the expiry pass
 //!   and the operator tools reuse.
@@ -18,11 +19,12 @@ use chrono::{DateTime, Utc};
 use enroll_core::catalog::GroupRef;
 use enroll_core::config::{Config, Deprovision};
 use enroll_core::event::{AlignRequest, EventKind, OrderEvent};
+use enroll_core::history::{self, HistoryEntry, NoHistory, Stage};
 use enroll_core::idempotency::{Claim, IdempotencyRecord};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
 use enroll_core::ledger::{self, Applied, BuyerRecord, GroupPlan, OrderRecord};
 use enroll_core::metrics::{self, Function, Metric};
-use enroll_core::ports::{Created, Directory, IdempotencyStore, LedgerStore, Queue};
+use enroll_core::ports::{Created, Directory, HistoryLog, IdempotencyStore, LedgerStore, Queue};
 use enroll_core::timings::StageTimings;
 use enroll_core::Failure;
 use std::collections::{BTreeSet, HashMap};
@@ -137,6 +139,15 @@ impl GroupResolver {
             .insert(name.clone(), id.clone());
         Ok(id)
     }
+
+    /// How a buyer's history names a Group: its display name once resolved, else its id.
+    pub fn label(&self, id: &GroupId) -> String {
+        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        match cache.iter().find(|(_, v)| *v == id) {
+            Some((name, _)) => name.clone(),
+            None => format!("id {id}"),
+        }
+    }
 }
 
 /// Everything provision needs, built once per process (per cold start on Lambda).
@@ -148,6 +159,8 @@ pub struct Provisioner {
     pub align: Arc<dyn Queue>,
     pub groups: GroupResolver,
     pub timings: StageTimings,
+    /// Every buyer's provisioning log; written best-effort, never failing an event.
+    pub history: Arc<dyn HistoryLog>,
 }
 
 impl Provisioner {
@@ -167,7 +180,72 @@ impl Provisioner {
             align,
             groups: GroupResolver::default(),
             timings: enroll_core::timings::PROVISION,
+            history: Arc::new(NoHistory),
         }
+    }
+
+    /// Keeps buyers' histories in `history`.
+    pub fn with_history(mut self, history: Arc<dyn HistoryLog>) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The lines a buyer's history gets for what a reconcile changed in Notion.
+    pub fn changes(&self, r: &Reconciled) -> Vec<String> {
+        let mut out = Vec::new();
+        if r.created {
+            out.push("member created".to_owned());
+        }
+        for g in &r.added {
+            out.push(format!("added to Group {}", self.groups.label(g)));
+        }
+        for g in &r.removed {
+            out.push(format!("removed from Group {}", self.groups.label(g)));
+        }
+        if r.removed_from_workspace {
+            out.push("removed from workspace".to_owned());
+        }
+        out
+    }
+
+    /// Records in the buyer's history that the event was received (at ingest's time) and what
+    /// provision made of it. Best-effort: a failure is logged and the event stands.
+    async fn record_event(
+        &self,
+        event: &OrderEvent,
+        buyer: Option<&BuyerEmail>,
+        outcome: &Outcome,
+    ) {
+        let Some(buyer) = buyer.or(event.buyer.as_ref().map(|b| &b.email)) else {
+            return;
+        };
+        let mut entries = Vec::new();
+        if let Some(at) = event.accepted_at {
+            entries.push(HistoryEntry::new(
+                at,
+                Stage::Ingest,
+                format!(
+                    "received and verified ({} {})",
+                    event.order.platform.as_str(),
+                    event.kind.as_str()
+                ),
+            ));
+        }
+        let now = Utc::now();
+        let line = |what: String| HistoryEntry::new(now, Stage::Provision, what);
+        match outcome {
+            Outcome::Duplicate => entries.push(line("duplicate delivery".into())),
+            Outcome::Recorded(why) => entries.push(line(format!("recorded: {why}"))),
+            Outcome::Applied(r) => {
+                entries.push(line(format!(
+                    "applied ({} of order {})",
+                    event.kind.as_str(),
+                    event.order
+                )));
+                entries.extend(self.changes(r).into_iter().map(line));
+            }
+        }
+        history::record(self.history.as_ref(), buyer, entries).await;
     }
 
     /// Applies one event exactly once. `deadline` is when this invocation runs out of time: a
@@ -192,6 +270,7 @@ impl Provisioner {
             }
             Claim::Completed(_) => {
                 tracing::info!("duplicate delivery: already applied");
+                self.record_event(event, None, &Outcome::Duplicate).await;
                 metrics::count(Function::Provision, Metric::EventsDuplicate);
                 return Ok(Outcome::Duplicate);
             }
@@ -204,12 +283,13 @@ impl Provisioner {
             }
         }
         match self.apply(event, now).await {
-            Ok(outcome) => {
+            Ok((outcome, buyer)) => {
                 self.idempotency
                     .complete(&key, &owner, &outcome.summary())
                     .await?;
                 tracing::info!(outcome = %outcome.summary(), "event applied");
                 metrics::count(Function::Provision, Metric::EventsApplied);
+                self.record_event(event, buyer.as_ref(), &outcome).await;
                 Ok(outcome)
             }
             Err(failure) => {
@@ -223,7 +303,12 @@ impl Provisioner {
         }
     }
 
-    async fn apply(&self, event: &OrderEvent, now: DateTime<Utc>) -> Result<Outcome, Failure> {
+    /// What the event did, and the (canonical) buyer it did it to.
+    async fn apply(
+        &self,
+        event: &OrderEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(Outcome, Option<BuyerEmail>), Failure> {
         let catalog = &self.config.catalog;
         let mut order = self
             .ledger
@@ -235,10 +320,11 @@ impl Provisioner {
             if changed {
                 self.ledger.put_order(&order).await?;
             }
-            return Ok(Outcome::Recorded(format!(
+            let outcome = Outcome::Recorded(format!(
                 "{} for an order not seen yet; kept so its purchase stays revoked",
                 event.kind.as_str()
-            )));
+            ));
+            return Ok((outcome, None));
         };
         if changed {
             order.version = self.ledger.put_order(&order).await?;
@@ -261,7 +347,7 @@ impl Provisioner {
             }
         }
         self.record_time_to_access(event, &order, &buyer, now);
-        Ok(Outcome::Applied(reconciled))
+        Ok((Outcome::Applied(reconciled), Some(buyer.email)))
     }
 
     /// The buyer record for an email, following seller-made links to the canonical buyer.
@@ -295,6 +381,12 @@ impl Provisioner {
                     metrics::count(Function::Expire, Metric::ExpiryReconciled);
                     report.groups_added += r.added.len();
                     report.groups_removed += r.removed.len();
+                    let changes = self.changes(&r);
+                    if !changes.is_empty() {
+                        let what = format!("access changed by expiry: {}", changes.join(", "));
+                        let entry = HistoryEntry::now(Stage::Expire, what);
+                        history::record(self.history.as_ref(), &email, vec![entry]).await;
+                    }
                 }
                 Err(f) => {
                     tracing::warn!(buyer = %email, reason = %f.reason, "expiry reconcile failed; retried next pass");

@@ -5,8 +5,10 @@
 
 use crate::{Provisioner, Reconciled};
 use chrono::{DateTime, Utc};
+use enroll_core::history::{self, HistoryEntry, Stage};
 use enroll_core::ids::BuyerEmail;
 use enroll_core::ledger::BuyerRecord;
+use enroll_core::redact::mask_email;
 use enroll_core::Failure;
 
 /// What a link did.
@@ -55,6 +57,9 @@ impl Provisioner {
             buyer: target.email.as_str().to_owned(),
             ..LinkReport::default()
         };
+        // Both buyers' histories say what the operator did, naming the other email masked.
+        let mut alias_lines = Vec::new();
+        let mut buyer_lines = Vec::new();
         let mut own = self
             .ledger
             .buyer(alias)
@@ -82,6 +87,7 @@ impl Provisioner {
             } else if !own.applied_groups.is_empty() {
                 let orders = std::mem::take(&mut own.orders);
                 let left = self.reconcile_record(&mut own, now).await?;
+                alias_lines.extend(self.changes(&left));
                 report.alias_groups_removed = left.removed.len();
                 report.alias_removed_from_workspace = left.removed_from_workspace;
                 own.orders = orders;
@@ -91,6 +97,12 @@ impl Provisioner {
             // leaves them on both records, and running the link again finishes it.
             target.orders.extend(own.orders.iter().cloned());
             let gained: Reconciled = self.reconcile_record(&mut target, now).await?;
+            buyer_lines.push(format!(
+                "{} order(s) moved here from {}",
+                report.orders_moved,
+                mask_email(alias.as_str())
+            ));
+            buyer_lines.extend(self.changes(&gained));
             report.buyer_groups_added = gained.added.len();
         }
         own.alias_of = Some(target.email.clone());
@@ -99,6 +111,29 @@ impl Provisioner {
         own.next_change_at = None;
         self.ledger.put_buyer(&own).await?;
         tracing::info!(orders_moved = report.orders_moved, "email linked to buyer");
+        buyer_lines.insert(
+            0,
+            format!(
+                "enroll link: {} linked to this buyer",
+                mask_email(alias.as_str())
+            ),
+        );
+        alias_lines.insert(
+            0,
+            format!(
+                "enroll link: linked to buyer {}",
+                mask_email(target.email.as_str())
+            ),
+        );
+        let lines = |lines: Vec<String>| {
+            let at = Utc::now();
+            lines
+                .into_iter()
+                .map(|what| HistoryEntry::new(at, Stage::Operator, what))
+                .collect::<Vec<_>>()
+        };
+        history::record(self.history.as_ref(), &target.email, lines(buyer_lines)).await;
+        history::record(self.history.as_ref(), alias, lines(alias_lines)).await;
         Ok(report)
     }
 }

@@ -13,6 +13,7 @@ use super::backfill::{failure, Snapshot};
 use super::target::Workspace;
 use super::{mask_if_email, print_table};
 use chrono::{DateTime, Utc};
+use enroll_core::history::{self, HistoryEntry, Stage};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId, OrderKey};
 use enroll_core::ledger::{self, BuyerRecord, OrderRecord};
 use enroll_core::ports::Directory;
@@ -320,6 +321,7 @@ async fn fix(
     // The ledger now records what enroll put each fixed buyer in, so the pipeline's next
     // reconcile starts from Notion as it is.
     let store = ws.ledger.store();
+    let log = ws.ledger.history(ws.config.history.retention_days);
     for f in &fixes {
         for attempt in 0..5 {
             let Some(mut rec) = store.buyer(&f.email).await.map_err(failure)? else {
@@ -329,6 +331,8 @@ async fn fix(
             match store.put_buyer(&rec).await {
                 Ok(_) => {
                     out.buyers_updated += 1;
+                    let entry = HistoryEntry::now(Stage::Operator, fixed_line(snap, f));
+                    history::record(log.as_ref(), &f.email, vec![entry]).await;
                     break;
                 }
                 Err(e) if e.is_retryable() && attempt < 4 => continue,
@@ -338,6 +342,27 @@ async fn fix(
     }
     out.applied = true;
     Ok(out)
+}
+
+/// The buyer's history line for what `--fix` changed, by Group name.
+fn fixed_line(snap: &Snapshot, f: &DriftPlan) -> String {
+    let name = |g: &GroupId| {
+        snap.groups
+            .iter()
+            .find(|(id, _)| id == g)
+            .map_or_else(|| format!("id {g}"), |(_, n)| n.clone())
+    };
+    let changes: Vec<String> = f
+        .add
+        .iter()
+        .map(|g| format!("added to Group {}", name(g)))
+        .chain(
+            f.remove
+                .iter()
+                .map(|g| format!("removed from Group {}", name(g))),
+        )
+        .collect();
+    format!("enroll audit --fix: {}", changes.join(", "))
 }
 
 pub fn print(r: &AuditReport) {

@@ -10,6 +10,10 @@
 //! (they are idempotent per event), never a lost message. On AWS an unfiltered replay uses
 //! SQS's message move task; a filtered one, or one against an endpoint override (moto has no
 //! move task), receives, sends and deletes.
+//!
+//! Each message a replay moves one by one is recorded in its buyer's history ("replayed from
+//! the dead-letter queue") by [`record_replays`]; a move task moves messages unseen, so those
+//! are not, and a refund that names no buyer is not either.
 
 use super::target::{QueuePair, Stage};
 use super::{mask_if_email, print_table};
@@ -18,6 +22,9 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use chrono::{DateTime, Utc};
 use enroll_aws::sqs::{ReceiveOptions, ReceivedMessage};
 use enroll_core::event::{AlignRequest, OrderEvent};
+use enroll_core::history::{self, HistoryEntry};
+use enroll_core::ids::BuyerEmail;
+use enroll_core::ports::HistoryLog;
 use enroll_core::ports::RateBudget;
 use enroll_embedded::queue::{EmbeddedQueue, ATTR_SOURCE};
 use enroll_embedded::queue::{Message, ATTR_BUYER, ATTR_EVENT_KEY, ATTR_PARKED_AT, ATTR_REASON};
@@ -117,6 +124,9 @@ pub struct ReplayReport {
     /// Messages that could not be moved; they are still parked (or, if only the delete
     /// failed, in both queues).
     pub failed: Vec<String>,
+    /// The buyer and event key of each message moved, for their histories; never reported.
+    #[serde(skip)]
+    pub replayed: Vec<(BuyerEmail, String)>,
 }
 
 impl ReplayReport {
@@ -130,6 +140,35 @@ impl ReplayReport {
             moved_count: 0,
             kept: 0,
             failed: Vec::new(),
+            replayed: Vec::new(),
+        }
+    }
+}
+
+/// The buyer a parked body belongs to, with its event key, when the body names one.
+fn buyer_of(stage: Stage, body: &str) -> Option<(BuyerEmail, String)> {
+    match stage {
+        Stage::Provision => {
+            let e = serde_json::from_str::<OrderEvent>(body).ok()?;
+            Some((e.buyer?.email, e.key.as_string()))
+        }
+        Stage::Align => {
+            let a = serde_json::from_str::<AlignRequest>(body).ok()?;
+            Some((a.email, a.source.as_string()))
+        }
+    }
+}
+
+/// Records each replayed message in its buyer's history. Best-effort, as all history is.
+pub async fn record_replays(log: &dyn HistoryLog, reports: &[ReplayReport]) {
+    for r in reports {
+        for (buyer, key) in &r.replayed {
+            let what = format!(
+                "replayed from the dead-letter queue ({} {key})",
+                r.queue.as_str()
+            );
+            let entry = HistoryEntry::now(history::Stage::Operator, what);
+            history::record(log, buyer, vec![entry]).await;
         }
     }
 }
@@ -357,6 +396,7 @@ async fn replay_embedded(
             if dlq.redrive(&m.id, source)?.is_none() {
                 continue;
             }
+            report.replayed.extend(buyer_of(stage, &m.body));
         }
         report.moved.push(MovedMessage {
             id: parked.id,
@@ -412,7 +452,10 @@ async fn replay_sqs(
             continue;
         }
         match enroll_aws::delete(client, dlq_url, &m.receipt_handle).await {
-            Ok(()) => report.moved.push(moved(&parked)),
+            Ok(()) => {
+                report.moved.push(moved(&parked));
+                report.replayed.extend(buyer_of(stage, &m.body));
+            }
             Err(f) => {
                 tracing::warn!(reason = %f.reason, "sent back but not deleted: it is in both queues");
                 report.failed.push(parked.id.clone());

@@ -221,7 +221,13 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                     dev.call(dev.post("/admin/dlq/replay").json(&req), DEV_TIMEOUT)
                         .await?
                 }
-                None => replay_all(&pairs(&target, queue)?, &req).await?,
+                None => {
+                    let reports = replay_all(&pairs(&target, queue)?, &req).await?;
+                    if let Some(log) = replay_history(&target) {
+                        dlq::record_replays(log.as_ref(), &reports).await;
+                    }
+                    reports
+                }
             };
             if json {
                 print_json(&reports)?;
@@ -232,6 +238,30 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             anyhow::ensure!(failed == 0, "{failed} message(s) could not be replayed");
             Ok(())
         }
+    }
+}
+
+/// Where a replay run here records itself in buyers' histories: the data directory's store, or
+/// the stack's table. None when there is neither (history is best-effort).
+fn replay_history(target: &Target) -> Option<std::sync::Arc<dyn enroll_core::ports::HistoryLog>> {
+    let days = |args: &target::TargetArgs| {
+        args.load_config()
+            .map_or(enroll_core::history::DEFAULT_RETENTION_DAYS, |c| {
+                c.history.retention_days
+            })
+    };
+    match target {
+        Target::Embedded(e) => {
+            let path = e.args.data_dir.join("store.log");
+            if !path.exists() {
+                return None;
+            }
+            let store = enroll_embedded::store::FileStore::open(&path).ok()?;
+            Some(std::sync::Arc::new(
+                store.with_history_retention(days(&e.args)),
+            ))
+        }
+        Target::Aws(a) => a.ledger().ok().map(|l| l.history(days(&a.args))),
     }
 }
 

@@ -14,10 +14,10 @@ use crate::runtime::{self, Options, Runtime};
 use anyhow::{anyhow, bail, Context};
 use aws_config::SdkConfig;
 use clap::{Args, ValueEnum};
-use enroll_aws::DynamoStore;
+use enroll_aws::{DynamoHistory, DynamoStore};
 use enroll_core::config::{Config, Secret};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
-use enroll_core::ports::LedgerStore;
+use enroll_core::ports::{HistoryLog, LedgerStore};
 use enroll_embedded::journal::Journal;
 use enroll_embedded::queue::{EmbeddedQueue, QueueSettings};
 use enroll_embedded::store::FileStore;
@@ -493,6 +493,16 @@ impl Ledger {
         match self {
             Ledger::File(s) => Arc::new(s.clone()),
             Ledger::Dynamo(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Buyers' histories, kept beside the ledger for `retention_days`.
+    pub fn history(&self, retention_days: u32) -> Arc<dyn HistoryLog> {
+        match self {
+            Ledger::File(s) => Arc::new(s.clone().with_history_retention(retention_days)),
+            Ledger::Dynamo(s) => Arc::new(
+                DynamoHistory::new(s.client.clone(), &s.table).with_retention(retention_days),
+            ),
         }
     }
 
