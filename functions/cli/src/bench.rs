@@ -702,6 +702,24 @@ struct FunctionRun {
     peak_rss_mb: f64,
     invocations: usize,
     errors: usize,
+    /// Metric names the binary printed as Embedded Metric Format in namespace `Enroll`.
+    emf_metrics: std::collections::BTreeSet<String>,
+}
+
+/// The `Enroll` metric names in the EMF lines of a function's log.
+fn emf_metric_names(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .flat_map(|v| {
+            v["_aws"]["CloudWatchMetrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|d| d["Namespace"] == enroll_core::metrics::NAMESPACE)
+        .flat_map(|d| d["Metrics"].as_array().cloned().unwrap_or_default())
+        .filter_map(|m| m["Name"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Starts `binary` against a fresh fake Runtime API serving `events`, waits until every event
@@ -805,6 +823,7 @@ async fn run_function(
             tail.join("\n")
         );
     }
+    let emf_metrics = emf_metric_names(&std::fs::read_to_string(&log_path).unwrap_or_default());
     let _ = std::fs::remove_file(&log_path);
     let ready = (*inv.first_poll.lock().unwrap_or_else(|e| e.into_inner()))
         .context("the function never asked for an event")?;
@@ -813,6 +832,7 @@ async fn run_function(
         peak_rss_mb: peak? as f64 / 1024.0,
         invocations: inv.answered.load(Ordering::SeqCst),
         errors: inv.errors.load(Ordering::SeqCst),
+        emf_metrics,
     })
 }
 
@@ -1090,6 +1110,16 @@ async fn functions_bench(opts: &BenchOptions) -> anyhow::Result<Report> {
             json!(run.invocations),
         );
         report.insert(format!("functions.{name}.failed"), json!(run.errors));
+        // The release binary's own stdout: what CloudWatch would turn into metrics.
+        report.insert(
+            format!("functions.{name}.emf_metrics"),
+            json!(run
+                .emf_metrics
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(",")),
+        );
     }
     Ok(report)
 }
