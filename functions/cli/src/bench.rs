@@ -69,7 +69,8 @@ pub struct BenchOptions {
 const SCIM_TOKEN: &str = "bench-scim-token";
 const NOTION_TOKEN: &str = "bench-notion-token";
 const STRIPE_SECRET: &str = "whsec_bench_signing_secret";
-const DATABASE: &str = "bench-sales-database";
+/// A UUID, as Notion's ids are: the simulator refuses anything else in a path.
+const DATABASE: &str = "0b3e1f9a-2c4d-4e5f-8a6b-7c8d9e0f1a2b";
 /// Groups each provision purchase opens.
 const GROUPS_PER_PRODUCT: usize = 2;
 const PROVISION_WORKERS: usize = 2;
@@ -355,7 +356,7 @@ fn purchase_event(i: usize, product: &str) -> OrderEvent {
         }),
         items: vec![PlatformProductRef::parse(product).expect("a valid reference")],
         occurred_at: Utc::now(),
-        accepted_at: None,
+        accepted_at: Some(Utc::now()),
     }
 }
 
@@ -704,6 +705,8 @@ struct FunctionRun {
     errors: usize,
     /// Metric names the binary printed as Embedded Metric Format in namespace `Enroll`.
     emf_metrics: std::collections::BTreeSet<String>,
+    /// Messages the function parked: a run that parks measured the wrong path.
+    parked: usize,
 }
 
 /// The `Enroll` metric names in the EMF lines of a function's log.
@@ -823,8 +826,15 @@ async fn run_function(
             tail.join("\n")
         );
     }
-    let emf_metrics = emf_metric_names(&std::fs::read_to_string(&log_path).unwrap_or_default());
-    let _ = std::fs::remove_file(&log_path);
+    let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let emf_metrics = emf_metric_names(&log_text);
+    let parked = log_text
+        .lines()
+        .filter(|l| l.contains("parked in the dead-letter queue"))
+        .count();
+    if std::env::var_os("ENROLL_BENCH_KEEP_LOGS").is_none() {
+        let _ = std::fs::remove_file(&log_path);
+    }
     let ready = (*inv.first_poll.lock().unwrap_or_else(|e| e.into_inner()))
         .context("the function never asked for an event")?;
     Ok(FunctionRun {
@@ -833,6 +843,7 @@ async fn run_function(
         invocations: inv.answered.load(Ordering::SeqCst),
         errors: inv.errors.load(Ordering::SeqCst),
         emf_metrics,
+        parked,
     })
 }
 
@@ -1109,7 +1120,10 @@ async fn functions_bench(opts: &BenchOptions) -> anyhow::Result<Report> {
             format!("functions.{name}.invocations"),
             json!(run.invocations),
         );
-        report.insert(format!("functions.{name}.failed"), json!(run.errors));
+        report.insert(
+            format!("functions.{name}.failed"),
+            json!(run.errors + run.parked),
+        );
         // The release binary's own stdout: what CloudWatch would turn into metrics.
         report.insert(
             format!("functions.{name}.emf_metrics"),
