@@ -29,3 +29,24 @@ fn build() -> Result<PathBuf> {
     anyhow::ensure!(bin.exists(), "{} was not built", bin.display());
     Ok(bin)
 }
+
+/// `enroll args...` with the environment of a seller trying it out: no tokens, no stack, so
+/// the simulator stands in for Notion. Quiet logs, no stdin.
+pub fn simulated(args: &[&str]) -> Result<std::process::Command> {
+    let mut cmd = std::process::Command::new(path()?);
+    cmd.args(args)
+        .env_remove("ENROLL_SCIM_TOKEN")
+        .env_remove("ENROLL_NOTION_TOKEN")
+        .env_remove("ENROLL_TABLE")
+        .env_remove("ENROLL_STACK")
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null());
+    Ok(cmd)
+}
+
+/// A new, empty directory under the temporary directory, named for the test.
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("enroll-{name}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
+    dir
+}

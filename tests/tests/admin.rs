@@ -18,25 +18,12 @@ const PRODUCT: &str = "price_1FormulaFundamentals";
 const GROUP: &str = "Formula Fundamentals 2.0";
 
 fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "enroll-admin-{name}-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
-    dir
+    enroll_bin::scratch_dir(&format!("admin-{name}"))
 }
 
-/// `enroll` with the environment a seller trying it out has: no tokens, so the simulator runs.
+/// `enroll` with no tokens, so the simulator stands in for Notion.
 fn enroll(args: &[&str]) -> Result<Command> {
-    let mut cmd = Command::new(enroll_bin::path()?);
-    cmd.args(args)
-        .env_remove("ENROLL_SCIM_TOKEN")
-        .env_remove("ENROLL_NOTION_TOKEN")
-        .env_remove("ENROLL_TABLE")
-        .env_remove("ENROLL_STACK")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    Ok(cmd)
+    enroll_bin::simulated(args)
 }
 
 fn run(args: &[&str]) -> Result<Output> {

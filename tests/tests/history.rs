@@ -106,25 +106,12 @@ async fn dynamodb_keeps_each_buyers_history_under_the_buyer_in_time_order() -> R
 // --- the real `enroll dev` binary ---
 
 fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "enroll-history-{name}-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    std::fs::create_dir_all(&dir).expect("creating a scratch directory");
-    dir
+    enroll_bin::scratch_dir(&format!("history-{name}"))
 }
 
-/// `enroll` with no tokens in the environment, so the simulator stands in for Notion.
+/// `enroll` with no tokens, so the simulator stands in for Notion.
 fn enroll(args: &[&str]) -> Result<Command> {
-    let mut cmd = Command::new(enroll_bin::path()?);
-    cmd.args(args)
-        .env_remove("ENROLL_SCIM_TOKEN")
-        .env_remove("ENROLL_NOTION_TOKEN")
-        .env_remove("ENROLL_TABLE")
-        .env_remove("ENROLL_STACK")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    Ok(cmd)
+    enroll_bin::simulated(args)
 }
 
 fn run(args: &[&str]) -> Result<String> {

@@ -185,16 +185,9 @@ async fn a_purchase_flow_prints_valid_emf_without_personal_data() {
 
 // ---- `enroll status --summary` against the real `enroll dev` ----
 
+/// `enroll` with no tokens, so the simulator stands in for Notion.
 fn enroll(args: &[&str]) -> Result<Command> {
-    let mut cmd = Command::new(enroll_bin::path()?);
-    cmd.args(args)
-        .env_remove("ENROLL_SCIM_TOKEN")
-        .env_remove("ENROLL_NOTION_TOKEN")
-        .env_remove("ENROLL_TABLE")
-        .env_remove("ENROLL_STACK")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null());
-    Ok(cmd)
+    enroll_bin::simulated(args)
 }
 
 fn run(args: &[&str]) -> Result<Output> {
