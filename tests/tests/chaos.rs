@@ -1,7 +1,8 @@
 //! The chaos scenario at CI size, twice.
 //!
 //! 1. On the embedded default, exactly as an operator runs it: `enroll chaos` as a child
-//!    process, which runs its workers as grandchildren and kills them with SIGKILL mid-batch.
+//!    process, which runs `enroll dev` as a grandchild, with the shipped timings, and kills it
+//!    with SIGKILL mid-batch.
 //! 2. Smaller, on the AWS adapters against moto: DynamoDB for the ledger and idempotency keys,
 //!    SQS for the queues with a real redrive policy. Provision runs in-process through
 //!    `provision::batch::run`, as the Lambda handler calls it, with the simulator faulting.
@@ -30,13 +31,20 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Kills `enroll chaos` when dropped, whatever the test did; its workers follow it out, as
-/// each exits when the pipe on its stdin from the driver closes. (Not `kill -KILL -<pgid>`:
-/// procps-ng 4.0.2's `kill` signals every process when that group is already gone.)
+/// Kills `enroll chaos` and the `enroll dev` it runs when dropped, whatever the test did: the
+/// child leads its own process group, which its `enroll dev` children join, and the whole
+/// group gets SIGKILL through kill(2). (Not `kill -KILL -<pgid>`: procps-ng 4.0.2's `kill`
+/// signals every process when that group is already gone.)
 struct Group(std::process::Child);
 
 impl Drop for Group {
     fn drop(&mut self) {
+        if let Ok(pgid) = i32::try_from(self.0.id()) {
+            // SAFETY: kill(2) with a negative pid signals only that process group.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -14,9 +14,9 @@
 //! - [`status`]: one buyer's grants, Notion user id, Groups and sales record.
 //! - [`summary`]: `enroll status --summary`, the pipeline's counters from a running `enroll dev`
 //!   or from a stack's CloudWatch metrics, and the line `enroll dev` prints each minute.
-//! - [`chaos`]: `enroll chaos`, faults, duplicates, early refunds and hard kills of the worker
-//!   process, with the checks that nothing was lost or applied twice; and the hidden
-//!   `enroll worker` it kills.
+//! - [`chaos`]: `enroll chaos`, faults, duplicates, early refunds and hard kills of the
+//!   `enroll dev` it runs on the shipped defaults, with the checks that nothing was lost,
+//!   applied twice, written twice to the sales database, or parked by a crash.
 //! - [`config_file`]: loading the configuration file (the example in `infra/` by default).
 //! - [`bench`]: `enroll bench`, throughput against the simulator: ingest per core, provision
 //!   against the rate limit, backfill requests, and each function binary's start and memory.
