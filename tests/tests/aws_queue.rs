@@ -168,3 +168,26 @@ async fn sending_to_a_missing_queue_is_a_permanent_failure() -> Result<()> {
     assert!(err.is_permanent(), "{err}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_cold_start_names_queue_settings_that_break_the_stage_timings() -> anyhow::Result<()> {
+    use enroll_core::timings::PROVISION;
+    // As template.yaml sets the provision queue: nothing to report.
+    let good = enroll_tests::moto::queue_with_dlq(5, 360).await?;
+    assert!(
+        enroll_aws::lambda_env::check_queue_timings(&good.client, &good.url, &PROVISION)
+            .await
+            .is_empty()
+    );
+    // Changed by hand: a visibility shorter than 6 claims, and another receive limit.
+    let bad = enroll_tests::moto::queue_with_dlq(3, 30).await?;
+    let problems =
+        enroll_aws::lambda_env::check_queue_timings(&bad.client, &bad.url, &PROVISION).await;
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems[0].contains("VisibilityTimeout is 30 s"),
+        "{problems:?}"
+    );
+    assert!(problems[1].contains("maxReceiveCount is 3"), "{problems:?}");
+    Ok(())
+}

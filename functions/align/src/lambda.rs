@@ -35,6 +35,9 @@ impl Deps {
         let leases = Arc::new(DynamoStore::new(dynamo, table));
         let sales = SalesClient::new(&config.notion, budget).map_err(|f| f.reason)?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let queue_url = required("ENROLL_ALIGN_QUEUE_URL")?;
+        enroll_aws::lambda_env::check_queue_timings(&sqs, &queue_url, &enroll_core::timings::ALIGN)
+            .await;
         Ok(Self {
             aligner: Aligner::new(Arc::new(sales), leases).with_history(Arc::new(history)),
             dead_letters: SqsDeadLetters::new(
@@ -43,7 +46,7 @@ impl Deps {
                 "align",
             ),
             sqs,
-            queue_url: required("ENROLL_ALIGN_QUEUE_URL")?,
+            queue_url,
         })
     }
 }

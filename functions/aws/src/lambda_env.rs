@@ -207,3 +207,60 @@ pub fn batch_response(failed: Vec<String>) -> aws_lambda_events::sqs::SqsBatchRe
     }
     resp
 }
+
+/// Checks, once per cold start, that the function's own queue runs the stage's timings: a
+/// visibility timeout of at least 6 x the claim and the stage's `maxReceiveCount`. The template
+/// sets both (a test holds it to the constants); a queue changed by hand afterwards would
+/// break the crash guarantees silently, so a mismatch is logged as an error naming the fix.
+/// Never fails the start: an unreadable attribute only skips the check.
+pub async fn check_queue_timings(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    timings: &enroll_core::timings::StageTimings,
+) -> Vec<String> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let Ok(out) = sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::VisibilityTimeout)
+        .attribute_names(A::RedrivePolicy)
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let attrs = out.attributes.unwrap_or_default();
+    let mut problems = Vec::new();
+    if let Some(v) = attrs
+        .get(&A::VisibilityTimeout)
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if v < (timings.claim * 6).as_secs() {
+            problems.push(format!(
+                "the queue's VisibilityTimeout is {v} s, less than 6 x the {} s claim: set it to {} s as template.yaml does",
+                timings.claim.as_secs(),
+                timings.visibility.as_secs()
+            ));
+        }
+    }
+    if let Some(max) = attrs
+        .get(&A::RedrivePolicy)
+        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+        .and_then(|p| match &p["maxReceiveCount"] {
+            serde_json::Value::Number(n) => n.as_u64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        })
+    {
+        if max != u64::from(timings.max_receives) {
+            problems.push(format!(
+                "the queue's maxReceiveCount is {max}, not {}: set it as template.yaml does",
+                timings.max_receives
+            ));
+        }
+    }
+    for p in &problems {
+        tracing::error!(problem = %p, "queue settings break the stage timings");
+    }
+    problems
+}

@@ -32,11 +32,18 @@ impl Deps {
             required("ENROLL_PROVISION_DLQ_URL")?,
             "provision",
         );
+        let queue_url = required("ENROLL_PROVISION_QUEUE_URL")?;
+        enroll_aws::lambda_env::check_queue_timings(
+            &sqs,
+            &queue_url,
+            &enroll_core::timings::PROVISION,
+        )
+        .await;
         Ok(Self {
             provisioner: provisioner_from_env(&sdk, align).await?,
             dead_letters,
             sqs,
-            queue_url: required("ENROLL_PROVISION_QUEUE_URL")?,
+            queue_url,
         })
     }
 }
