@@ -50,3 +50,71 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("creating a scratch directory");
     dir
 }
+
+/// A running `enroll dev` on a free webhook port, against the simulator; killed when dropped.
+pub struct Dev {
+    pub child: std::process::Child,
+    pub dir: PathBuf,
+    /// Where it answers, as it recorded in `dev.json`.
+    pub record: enroll_cli::server::DevRecord,
+}
+
+impl Dev {
+    /// Starts `enroll dev --port 0 --data-dir <dir> <extra...>` and waits for its `dev.json`.
+    pub fn start(dir: &std::path::Path, extra: &[&str]) -> Result<Self> {
+        let dir_arg = dir.to_str().context("a UTF-8 path")?;
+        let mut args = vec!["dev", "--port", "0", "--data-dir", dir_arg];
+        args.extend_from_slice(extra);
+        let mut child = simulated(&args)?
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting enroll dev")?;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Some(record) =
+                enroll_cli::server::read_dev_record(dir).filter(|r| r.pid == child.id())
+            {
+                return Ok(Self {
+                    child,
+                    dir: dir.to_owned(),
+                    record,
+                });
+            }
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("enroll dev exited early: {status}");
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < until,
+                "enroll dev wrote no {}",
+                enroll_cli::server::DEV_FILE
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// The admin token it made in its data directory.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.join(enroll_cli::server::TOKEN_FILE))
+            .expect("reading the admin token")
+            .trim()
+            .to_owned()
+    }
+
+    /// Ctrl-C, and waits for the process to end.
+    pub fn interrupt(mut self) -> Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
+        anyhow::ensure!(unsafe { libc::kill(pid, libc::SIGINT) } == 0, "kill failed");
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "enroll dev stopped with {status}");
+        Ok(())
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

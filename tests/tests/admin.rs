@@ -6,12 +6,12 @@
 //! `enroll status` also reports a purchase parked in the provision dead-letter queue.
 
 use anyhow::{Context, Result};
-use enroll_cli::server::{read_dev_record, DevRecord, DEV_FILE, TOKEN_FILE};
+use enroll_cli::server::{DEV_FILE, TOKEN_FILE};
 use enroll_cli::status::StatusReport;
-use enroll_tests::enroll_bin;
+use enroll_tests::enroll_bin::{self, Dev};
 use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const PRODUCT: &str = "price_1FormulaFundamentals";
@@ -29,77 +29,6 @@ fn enroll(args: &[&str]) -> Result<Command> {
 fn run(args: &[&str]) -> Result<Output> {
     let out = enroll(args)?.output().context("running enroll")?;
     Ok(out)
-}
-
-/// A running `enroll dev` on a free webhook port; killed when dropped.
-struct Dev {
-    child: Child,
-    dir: PathBuf,
-    record: DevRecord,
-}
-
-impl Dev {
-    fn start(dir: &Path) -> Result<Self> {
-        let child = enroll(&[
-            "dev",
-            "--port",
-            "0",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--expire-every-secs",
-            "3600",
-        ])?
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting enroll dev")?;
-        let mut dev = Dev {
-            child,
-            dir: dir.to_owned(),
-            record: DevRecord {
-                pid: 0,
-                webhook_url: String::new(),
-                admin_url: String::new(),
-                started_at: chrono::Utc::now(),
-            },
-        };
-        let until = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(r) = read_dev_record(dir).filter(|r| r.pid == dev.child.id()) {
-                dev.record = r;
-                return Ok(dev);
-            }
-            if let Some(status) = dev.child.try_wait()? {
-                anyhow::bail!("enroll dev exited early: {status}");
-            }
-            anyhow::ensure!(Instant::now() < until, "enroll dev wrote no {DEV_FILE}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join(TOKEN_FILE))
-            .expect("reading the admin token")
-            .trim()
-            .to_owned()
-    }
-
-    /// Ctrl-C, and waits for the process to end.
-    fn interrupt(mut self) -> Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id())?;
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        anyhow::ensure!(unsafe { libc::kill(pid, libc::SIGINT) } == 0, "kill failed");
-        let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "enroll dev stopped with {status}");
-        Ok(())
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn http() -> reqwest::Client {
@@ -169,7 +98,9 @@ fn status_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_port_answers_404_to_every_admin_path() -> Result<()> {
     let dir = scratch_dir("webhook-port");
-    let dev = tokio::task::spawn_blocking(move || Dev::start(&dir)).await??;
+    let dev =
+        tokio::task::spawn_blocking(move || Dev::start(&dir, &["--expire-every-secs", "3600"]))
+            .await??;
     let http = http();
     let base = &dev.record.webhook_url;
     let token = dev.token();
@@ -210,7 +141,9 @@ async fn the_webhook_port_answers_404_to_every_admin_path() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_listener_wants_the_token_and_refuses_browsers() -> Result<()> {
     let dir = scratch_dir("admin-listener");
-    let dev = tokio::task::spawn_blocking(move || Dev::start(&dir)).await??;
+    let dev =
+        tokio::task::spawn_blocking(move || Dev::start(&dir, &["--expire-every-secs", "3600"]))
+            .await??;
     let http = http();
     let admin = &dev.record.admin_url;
     assert!(
@@ -314,7 +247,8 @@ fn mode(path: &Path) -> u32 {
 async fn the_token_is_the_owners_alone_and_outlives_a_restart() -> Result<()> {
     let dir = scratch_dir("token");
     let d = dir.clone();
-    let dev = tokio::task::spawn_blocking(move || Dev::start(&d)).await??;
+    let dev = tokio::task::spawn_blocking(move || Dev::start(&d, &["--expire-every-secs", "3600"]))
+        .await??;
     assert_eq!(mode(&dir.join(TOKEN_FILE)), 0o600, "admin.token");
     assert_eq!(mode(&dir.join(DEV_FILE)), 0o600, "dev.json");
     let token = dev.token();
@@ -327,7 +261,9 @@ async fn the_token_is_the_owners_alone_and_outlives_a_restart() -> Result<()> {
     );
 
     let d = dir.clone();
-    let again = tokio::task::spawn_blocking(move || Dev::start(&d)).await??;
+    let again =
+        tokio::task::spawn_blocking(move || Dev::start(&d, &["--expire-every-secs", "3600"]))
+            .await??;
     assert_eq!(again.token(), token, "the same token on the next start");
     let ok = http()
         .get(format!("{}/admin/healthz", again.record.admin_url))
@@ -343,7 +279,7 @@ async fn status_finds_the_dev_on_any_port_and_reads_the_directory_once_it_is_gon
     let dir = scratch_dir("status");
     let d = dir.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
-        let dev = Dev::start(&d)?;
+        let dev = Dev::start(&d, &["--expire-every-secs", "3600"])?;
         assert!(
             !dev.record.webhook_url.ends_with(":8787"),
             "not the default port"
@@ -382,7 +318,7 @@ async fn status_shows_a_purchase_parked_in_the_dead_letter_queue() -> Result<()>
     )?;
     let d = dir.clone();
     tokio::task::spawn_blocking(move || -> Result<()> {
-        let dev = Dev::start(&d)?;
+        let dev = Dev::start(&d, &["--expire-every-secs", "3600"])?;
         buy(&dev, "grace@example.com")?;
         let report = status_until(&d, "Grace@Example.com", |r| {
             r.buyers.iter().any(|b| !b.parked.is_empty())

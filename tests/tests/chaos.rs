@@ -152,14 +152,7 @@ async fn drain(
             continue;
         }
         idle = 0;
-        let incoming: Vec<Incoming> = got
-            .iter()
-            .map(|m| Incoming {
-                id: m.message_id.clone(),
-                body: m.body.clone(),
-                receive_count: m.receive_count,
-            })
-            .collect();
+        let incoming: Vec<Incoming> = got.iter().map(|m| m.incoming()).collect();
         // A claim outlives the invocation by the visibility timeout at most, as on Lambda.
         let deadline = Utc::now() + chrono::TimeDelta::seconds(3);
         let task = {

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Months, TimeDelta, Utc};
 use enroll_aws::DynamoHistory;
 use enroll_cli::runtime::{Options, Runtime};
-use enroll_cli::server::{read_dev_record, DevRecord, DEV_FILE};
 use enroll_cli::{config_file, send};
 use enroll_core::event::EventKind;
 use enroll_core::history::{HistoryEntry, Stage};
@@ -17,9 +16,10 @@ use enroll_core::ports::{HistoryLog, LedgerStore};
 use enroll_core::timings::Timings;
 use enroll_platforms::Sample;
 use enroll_simulator::{FaultAction, FaultRule, Faults, SimConfig, SimHandle};
-use enroll_tests::{enroll_bin, moto};
+use enroll_tests::enroll_bin::{self, Dev};
+use enroll_tests::moto;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,62 +124,6 @@ fn run(args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// A running `enroll dev`; killed when dropped.
-struct Dev {
-    child: Child,
-    record: DevRecord,
-}
-
-impl Dev {
-    fn start(dir: &Path) -> Result<Self> {
-        let dir_arg = dir.to_str().context("a UTF-8 path")?;
-        let child = enroll(&["dev", "--port", "0", "--data-dir", dir_arg])?
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting enroll dev")?;
-        let pid = child.id();
-        let mut dev = Dev {
-            child,
-            record: DevRecord {
-                pid,
-                webhook_url: String::new(),
-                admin_url: String::new(),
-                started_at: Utc::now(),
-            },
-        };
-        let until = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(r) = read_dev_record(dir).filter(|r| r.pid == pid) {
-                dev.record = r;
-                return Ok(dev);
-            }
-            if let Some(status) = dev.child.try_wait()? {
-                anyhow::bail!("enroll dev exited early: {status}");
-            }
-            anyhow::ensure!(Instant::now() < until, "enroll dev wrote no {DEV_FILE}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Ctrl-C, and waits for the process to end.
-    fn interrupt(mut self) -> Result<()> {
-        let pid = libc::pid_t::try_from(self.child.id())?;
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped yet.
-        anyhow::ensure!(unsafe { libc::kill(pid, libc::SIGINT) } == 0, "kill failed");
-        let status = self.child.wait()?;
-        anyhow::ensure!(status.success(), "enroll dev stopped with {status}");
-        Ok(())
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `enroll status <query> --json`, as raw JSON: the test reads the documented field names.
 fn status_json(dir: &Path, query: &str) -> Result<serde_json::Value> {
     let out = run(&[
@@ -243,7 +187,7 @@ async fn one_purchase_through_enroll_dev_shows_ingest_provision_and_align_in_sta
 {
     let dir = scratch_dir("dev");
     let d = dir.clone();
-    let dev = tokio::task::spawn_blocking(move || Dev::start(&d)).await??;
+    let dev = tokio::task::spawn_blocking(move || Dev::start(&d, &[])).await??;
     let buyer = "ada.history@example.com";
     let url = format!("{}/webhooks/stripe", dev.record.webhook_url);
     let dir_arg = dir.to_str().unwrap().to_owned();
@@ -311,14 +255,7 @@ async fn runtime() -> Arc<Runtime> {
 }
 
 async fn drain(rt: &Runtime) {
-    for _ in 0..400 {
-        let p = rt.provision_once(Duration::from_millis(20)).await.unwrap();
-        let a = rt.align_once(Duration::from_millis(20)).await.unwrap();
-        if !p && !a && rt.provision_queue.is_empty() && rt.align_queue.is_empty() {
-            return;
-        }
-    }
-    panic!("queues did not drain");
+    rt.run_until_idle().await.expect("the queues drain");
 }
 
 async fn deliver(rt: &Runtime, sample: &Sample) {

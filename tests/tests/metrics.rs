@@ -7,7 +7,6 @@
 use anyhow::{Context, Result};
 use chrono::Utc;
 use enroll_cli::runtime::{Options, Runtime};
-use enroll_cli::server::{read_dev_record, DevRecord, DEV_FILE};
 use enroll_cli::summary::SummaryReport;
 use enroll_cli::{config_file, send};
 use enroll_core::event::EventKind;
@@ -15,10 +14,11 @@ use enroll_core::ids::Platform;
 use enroll_core::metrics::{self, Aggregate, Function, Metric, NAMESPACE};
 use enroll_core::timings::Timings;
 use enroll_platforms::Sample;
-use enroll_tests::{emf, enroll_bin};
+use enroll_tests::emf;
+use enroll_tests::enroll_bin::{self, Dev};
 use ingest::WebhookRequest;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const EMAIL: &str = "ada.lovelace@example.com";
@@ -194,41 +194,6 @@ fn run(args: &[&str]) -> Result<Output> {
     enroll(args)?.output().context("running enroll")
 }
 
-/// A running `enroll dev`; killed when dropped.
-struct Dev {
-    child: Child,
-    record: DevRecord,
-}
-
-impl Dev {
-    fn start(dir: &Path) -> Result<Self> {
-        let dir_arg = dir.to_str().context("a UTF-8 path")?;
-        let mut child = enroll(&["dev", "--port", "0", "--data-dir", dir_arg])?
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting enroll dev")?;
-        let until = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(record) = read_dev_record(dir).filter(|r| r.pid == child.id()) {
-                return Ok(Dev { child, record });
-            }
-            if let Some(status) = child.try_wait()? {
-                anyhow::bail!("enroll dev exited early: {status}");
-            }
-            anyhow::ensure!(Instant::now() < until, "enroll dev wrote no {DEV_FILE}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn summary(dir: &Path) -> Result<SummaryReport> {
     let out = run(&[
         "status",
@@ -251,7 +216,7 @@ async fn status_summary_shows_the_counters_of_the_running_dev() -> Result<()> {
         std::env::temp_dir().join(format!("enroll-metrics-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let start_dir = dir.clone();
-    let dev = tokio::task::spawn_blocking(move || Dev::start(&start_dir)).await??;
+    let dev = tokio::task::spawn_blocking(move || Dev::start(&start_dir, &[])).await??;
 
     let before = summary(&dir)?;
     assert_eq!(before.summary.total(Metric::WebhooksAccepted), 0);

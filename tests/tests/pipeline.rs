@@ -69,16 +69,8 @@ fn sample(kind: EventKind, product: &str, email: &str, order: &str, event: &str)
     }
 }
 
-/// Drives the workers by hand until both queues are empty.
 async fn drain(rt: &Runtime) {
-    for _ in 0..400 {
-        let p = rt.provision_once(Duration::from_millis(20)).await.unwrap();
-        let a = rt.align_once(Duration::from_millis(20)).await.unwrap();
-        if !p && !a && rt.provision_queue.is_empty() && rt.align_queue.is_empty() {
-            return;
-        }
-    }
-    panic!("queues did not drain");
+    rt.run_until_idle().await.expect("the queues drain");
 }
 
 fn fault(method: &str, path: &str, action: FaultAction, remaining: Option<u64>) -> Faults {

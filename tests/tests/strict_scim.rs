@@ -200,14 +200,7 @@ async fn deliver(rt: &Runtime, platform: Platform, s: &Sample) -> Result<()> {
 }
 
 async fn drain(rt: &Runtime) -> Result<()> {
-    for _ in 0..400 {
-        let p = rt.provision_once(Duration::from_millis(20)).await?;
-        let a = rt.align_once(Duration::from_millis(20)).await?;
-        if !p && !a && rt.provision_queue.is_empty() && rt.align_queue.is_empty() {
-            return Ok(());
-        }
-    }
-    Err(anyhow!("the queues did not drain"))
+    rt.run_until_idle().await
 }
 
 /// The reasons of the messages parked in a runtime's two dead-letter queues.

@@ -90,18 +90,9 @@ pub async fn load_config(sdk: &aws_config::SdkConfig) -> Result<Config, ConfigEr
 /// Turns SQS records into batch messages. A record without a body becomes an empty body, which
 /// the batch runner parks as invalid.
 pub fn incoming(event: &aws_lambda_events::sqs::SqsEvent) -> Vec<enroll_core::batch::Incoming> {
-    event
-        .records
+    received(event)
         .iter()
-        .map(|r| enroll_core::batch::Incoming {
-            id: r.message_id.clone().unwrap_or_default(),
-            body: r.body.clone().unwrap_or_default(),
-            receive_count: r
-                .attributes
-                .get("ApproximateReceiveCount")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1),
-        })
+        .map(crate::sqs::ReceivedMessage::incoming)
         .collect()
 }
 
@@ -154,7 +145,7 @@ pub async fn settle(
     report: &enroll_core::batch::BatchReport,
 ) -> Vec<String> {
     let find = |id: &str| messages.iter().find(|m| m.message_id == id);
-    let mut failed = report.failed.clone();
+    let mut failed = report.failed();
     for d in &report.deferred {
         let Some(m) = find(&d.id) else { continue };
         let delay = d.delay.min(enroll_core::timings::MAX_SQS_DELAY);

@@ -165,6 +165,15 @@ pub struct Parked {
 }
 
 impl ReceivedMessage {
+    /// The message as the batch runner takes it.
+    pub fn incoming(&self) -> enroll_core::batch::Incoming {
+        enroll_core::batch::Incoming {
+            id: self.message_id.clone(),
+            body: self.body.clone(),
+            receive_count: self.receive_count,
+        }
+    }
+
     /// `None` for a message SQS moved by redrive (no reason was recorded: it ran out of
     /// receives).
     pub fn parked(&self) -> Option<Parked> {

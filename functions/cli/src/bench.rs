@@ -407,7 +407,7 @@ async fn provision_bench(n: usize, rate: f64) -> anyhow::Result<Report> {
             };
             let deadline = Utc::now() + chrono::TimeDelta::seconds(60);
             let r = provision::batch::run(&provisioner, &dead, batch, deadline).await;
-            failed.fetch_add(r.failed.len() + r.parked, Ordering::Relaxed);
+            failed.fetch_add(r.retries.len() + r.parked, Ordering::Relaxed);
         }
     };
     // PROVISION_WORKERS instances, interleaving at every await and sharing the budget.

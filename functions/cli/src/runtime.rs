@@ -281,6 +281,19 @@ impl Runtime {
         workers
     }
 
+    /// Drives provision and align by hand, without workers, until both queues are empty; an
+    /// error if they are not after 400 rounds. For tests that step the pipeline themselves.
+    pub async fn run_until_idle(&self) -> anyhow::Result<()> {
+        for _ in 0..400 {
+            let p = self.provision_once(Duration::from_millis(20)).await?;
+            let a = self.align_once(Duration::from_millis(20)).await?;
+            if !p && !a && self.provision_queue.is_empty() && self.align_queue.is_empty() {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the queues did not drain")
+    }
+
     /// Waits until both queues are empty (nothing waiting, nothing in flight), up to `timeout`.
     pub async fn settle(&self, timeout: Duration) -> bool {
         let until = tokio::time::Instant::now() + timeout;
@@ -348,8 +361,6 @@ fn settle_batch(
             queue.defer(&m.id, d.delay)?;
         } else if let Some(r) = report.retries.iter().find(|r| r.id == m.id) {
             queue.change_visibility(&m.id, r.delay)?;
-        } else if report.failed.contains(&m.id) {
-            queue.change_visibility(&m.id, Duration::from_secs(1))?;
         } else {
             queue.delete(&m.id)?;
         }

@@ -67,19 +67,22 @@ impl Describe for AlignRequest {
 /// How a batch went.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchReport {
-    /// Ids to report as batch item failures: they will be delivered again.
-    pub failed: Vec<String>,
-    /// The same messages with the wait before their next attempt (the stage's backoff, or the
-    /// server's `Retry-After` when longer).
+    /// Messages to deliver again (batch item failures), each with the wait before its next
+    /// attempt: the stage's backoff, or the server's `Retry-After` when longer.
     pub retries: Vec<Redelivery>,
     /// Messages whose key another invocation holds: bring them back after the claim runs out
     /// without counting this receive (a new message on SQS, an uncounted one embedded). They
-    /// are not in `failed`.
+    /// are not batch item failures.
     pub deferred: Vec<Redelivery>,
     pub succeeded: usize,
     pub parked: usize,
-    /// The longest `Retry-After` any transient failure asked for.
-    pub retry_after: Option<Duration>,
+}
+
+impl BatchReport {
+    /// The ids to report as batch item failures.
+    pub fn failed(&self) -> Vec<String> {
+        self.retries.iter().map(|r| r.id.clone()).collect()
+    }
 }
 
 /// Describes a JSON error without quoting the input (it may hold an email).
@@ -174,7 +177,6 @@ where
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "could not park a permanent failure: leaving it for redelivery");
-                        report.failed.push(msg.id.clone());
                         report.retries.push(Redelivery {
                             id: msg.id.clone(),
                             delay: timings.retry_delay(msg.receive_count, None),
@@ -191,23 +193,15 @@ where
                         delay,
                     });
                 }
-                // Transient (a permanent failure was matched above).
-                _ => {
-                    let retry_after = match f.class {
-                        ErrorClass::Transient { retry_after } => retry_after,
-                        _ => None,
-                    };
-                    if let Some(d) = retry_after {
-                        report.retry_after = Some(report.retry_after.map_or(d, |r| r.max(d)));
-                    }
+                ErrorClass::Transient { retry_after } => {
                     let delay = timings.retry_delay(msg.receive_count, retry_after);
                     tracing::info!(event_key = why.event_key.as_deref().unwrap_or("-"), class = f.class.name(), receives = msg.receive_count, delay_ms = delay.as_millis() as u64, reason = %f.reason, "will retry");
-                    report.failed.push(msg.id.clone());
                     report.retries.push(Redelivery {
                         id: msg.id.clone(),
                         delay,
                     });
                 }
+                ErrorClass::Permanent => unreachable!("parked in the arm above"),
             },
         }
     }
@@ -267,7 +261,7 @@ mod tests {
         // Even on what would be the last receive: waiting for a claim is no failure.
         let (report, parked) = run_one(msg(PROVISION.max_receives), held).await;
         assert!(parked.is_empty());
-        assert!(report.failed.is_empty(), "{report:?}");
+        assert!(report.failed().is_empty(), "{report:?}");
         assert_eq!(report.deferred.len(), 1);
         assert_eq!(report.deferred[0].delay, Duration::from_secs(22));
     }
@@ -276,12 +270,12 @@ mod tests {
     async fn a_transient_failure_backs_off_then_parks_with_its_cause_on_the_last_receive() {
         let (report, parked) = run_one(msg(2), Failure::transient("SCIM 503")).await;
         assert!(parked.is_empty());
-        assert_eq!(report.failed, vec!["m1".to_owned()]);
+        assert_eq!(report.failed(), vec!["m1".to_owned()]);
         assert_eq!(report.retries[0].delay, PROVISION.retry_delay(2, None));
 
         let last = PROVISION.max_receives;
         let (report, parked) = run_one(msg(last), Failure::transient("SCIM 503")).await;
-        assert!(report.failed.is_empty());
+        assert!(report.failed().is_empty());
         assert_eq!(report.parked, 1);
         assert_eq!(
             parked[0].reason,

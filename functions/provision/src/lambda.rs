@@ -95,7 +95,7 @@ pub async fn function_handler(
     tracing::info!(
         succeeded = report.succeeded,
         parked = report.parked,
-        failed = report.failed.len(),
+        failed = report.retries.len(),
         deferred = report.deferred.len(),
         "batch done"
     );

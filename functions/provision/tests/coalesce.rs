@@ -219,7 +219,7 @@ async fn a_failed_patch_fails_exactly_the_events_it_carried_and_loses_none() {
     ));
 
     let report = run(&s, &batch).await;
-    assert_eq!(report.failed, ["msg-0", "msg-1", "msg-2"], "{report:?}");
+    assert_eq!(report.failed(), ["msg-0", "msg-1", "msg-2"], "{report:?}");
     assert_eq!(report.succeeded, 2);
     assert_eq!(report.parked, 0);
     // Nothing is recorded as applied for the failed events, so their retry redoes it all.
