@@ -56,7 +56,7 @@ pub struct Dev {
     pub child: std::process::Child,
     pub dir: PathBuf,
     /// Where it answers, as it recorded in `dev.json`.
-    pub record: enroll_cli::server::DevRecord,
+    pub record: enroll_embedded::admin::DevRecord,
 }
 
 impl Dev {
@@ -73,7 +73,7 @@ impl Dev {
         let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             if let Some(record) =
-                enroll_cli::server::read_dev_record(dir).filter(|r| r.pid == child.id())
+                enroll_embedded::admin::read_dev_record(dir).filter(|r| r.pid == child.id())
             {
                 return Ok(Self {
                     child,
@@ -87,7 +87,7 @@ impl Dev {
             anyhow::ensure!(
                 std::time::Instant::now() < until,
                 "enroll dev wrote no {}",
-                enroll_cli::server::DEV_FILE
+                enroll_embedded::admin::DEV_FILE
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
@@ -95,7 +95,7 @@ impl Dev {
 
     /// The admin token it made in its data directory.
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join(enroll_cli::server::TOKEN_FILE))
+        std::fs::read_to_string(self.dir.join(enroll_embedded::admin::TOKEN_FILE))
             .expect("reading the admin token")
             .trim()
             .to_owned()

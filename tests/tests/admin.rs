@@ -6,8 +6,8 @@
 //! `enroll status` also reports a purchase parked in the provision dead-letter queue.
 
 use anyhow::{Context, Result};
-use enroll_cli::server::{DEV_FILE, TOKEN_FILE};
-use enroll_cli::status::StatusReport;
+use enroll_embedded::admin::{DEV_FILE, TOKEN_FILE};
+use enroll_embedded::status::StatusReport;
 use enroll_tests::enroll_bin::{self, Dev};
 use reqwest::StatusCode;
 use std::path::{Path, PathBuf};
@@ -313,7 +313,7 @@ async fn status_shows_a_purchase_parked_in_the_dead_letter_queue() -> Result<()>
     let dir = scratch_dir("parked");
     // A simulated workspace without the product's Group: provision parks the purchase.
     std::fs::write(
-        enroll_cli::runtime::sim_state_path(&dir),
+        enroll_embedded::runtime::sim_state_path(&dir),
         serde_json::to_vec(&enroll_simulator::SimState::default())?,
     )?;
     let d = dir.clone();

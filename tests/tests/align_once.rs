@@ -1,11 +1,11 @@
 //! One sales record per buyer, on the embedded default with the shipped timings: two align
 //! requests for one buyer on two workers at once, and a create whose answer is lost.
 
-use enroll_cli::config_file;
-use enroll_cli::runtime::{Options, Runtime};
 use enroll_core::event::AlignRequest;
 use enroll_core::ids::{BuyerEmail, EventKey, NotionUserId, OrderId, OrderKey, Platform};
 use enroll_core::ports::Queue;
+use enroll_embedded::config_file;
+use enroll_embedded::runtime::{Options, Runtime};
 use enroll_simulator::{FaultAction, FaultRule, Faults, PropertyValue};
 use std::sync::Arc;
 use std::time::Duration;

@@ -14,13 +14,13 @@
 use anyhow::{Context, Result};
 use chrono::Utc;
 use enroll_aws::{delete, receive_batch, DynamoStore, ReceiveOptions, SqsDeadLetters, SqsQueue};
-use enroll_cli::chaos::{self, fault_rules};
 use enroll_core::batch::Incoming;
 use enroll_core::catalog::GroupRef;
 use enroll_core::config::{Config, RateConfig, Secret};
 use enroll_core::ids::BuyerEmail;
 use enroll_core::ledger;
 use enroll_core::ports::LedgerStore;
+use enroll_lab::chaos::{self, fault_rules};
 use enroll_notion::scim::ScimClient;
 use enroll_simulator::{Faults, SimConfig};
 use enroll_tests::{enroll_bin, moto};
@@ -108,7 +108,7 @@ fn chaos_on_the_embedded_default_loses_nothing_and_applies_nothing_twice() -> Re
 }
 
 fn config(sim: &enroll_simulator::SimHandle) -> Config {
-    let mut c = enroll_cli::config_file::load(None).expect("the example configuration");
+    let mut c = enroll_embedded::config_file::load(None).expect("the example configuration");
     c.scim.base_url = sim.scim_base_url();
     c.scim.token = Secret::new("moto-chaos-scim");
     c.notion.base_url = sim.notion_base_url();
@@ -217,7 +217,7 @@ async fn chaos_on_the_aws_adapters_loses_nothing_and_applies_nothing_twice() -> 
             notion_rate_limit: None,
             admin_token: None,
             max_members_per_patch: None,
-            state: enroll_cli::seed::from_config(&enroll_cli::config_file::load(None)?),
+            state: enroll_embedded::seed::from_config(&enroll_embedded::config_file::load(None)?),
         },
         "127.0.0.1:0".parse()?,
     )
@@ -250,7 +250,7 @@ async fn chaos_on_the_aws_adapters_loses_nothing_and_applies_nothing_twice() -> 
     // A platform's retry resends the first attempt unchanged.
     let mut first_attempt = BTreeMap::new();
     for d in &plan.deliveries {
-        let secret = enroll_cli::send::signing_secret(&cfg, d.platform)?;
+        let secret = enroll_lab::send::signing_secret(&cfg, d.platform)?;
         let out = first_attempt
             .entry(d.event)
             .or_insert_with(|| enroll_platforms::sample(d.platform, &d.sample, &secret, Utc::now()))

@@ -6,14 +6,15 @@
 use anyhow::{Context, Result};
 use chrono::{DateTime, Months, TimeDelta, Utc};
 use enroll_aws::DynamoHistory;
-use enroll_cli::runtime::{Options, Runtime};
-use enroll_cli::{config_file, send};
 use enroll_core::event::EventKind;
 use enroll_core::history::{HistoryEntry, Stage};
 use enroll_core::ids::{BuyerEmail, Platform};
 use enroll_core::ledger::BuyerRecord;
 use enroll_core::ports::{HistoryLog, LedgerStore};
 use enroll_core::timings::Timings;
+use enroll_embedded::config_file;
+use enroll_embedded::runtime::{Options, Runtime};
+use enroll_lab::send;
 use enroll_platforms::Sample;
 use enroll_simulator::{FaultAction, FaultRule, Faults, SimConfig, SimHandle};
 use enroll_tests::enroll_bin::{self, Dev};
@@ -273,7 +274,7 @@ async fn deliver(rt: &Runtime, sample: &Sample) {
 }
 
 async fn history(rt: &Runtime, address: &str) -> Vec<HistoryEntry> {
-    let report = enroll_cli::status::lookup(rt, address, Utc::now())
+    let report = enroll_embedded::status::lookup(rt, address, Utc::now())
         .await
         .unwrap();
     report.buyers[0].history.clone()
@@ -391,12 +392,15 @@ async fn a_replay_from_the_dead_letter_queue_is_in_the_buyers_history() {
     // The operator fixes the cause and replays through `enroll dev`'s admin listener.
     sim.set_faults(Faults::default());
     let token = enroll_core::config::Secret::new("history-test-token");
-    let (addr, server) =
-        enroll_cli::server::serve_admin(rt.clone(), token.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
-    let req = enroll_cli::ops::dlq::ReplayRequest {
-        selection: enroll_cli::ops::dlq::Selection {
+    let (addr, server) = enroll_embedded::admin::serve_admin(
+        rt.clone(),
+        token.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let req = enroll_core::dead_letters::ReplayRequest {
+        selection: enroll_core::dead_letters::Selection {
             key: Some("stripe:evt_replay".into()),
             reason: None,
         },
@@ -442,7 +446,7 @@ async fn simulator() -> Result<(SimHandle, enroll_core::config::Config)> {
             notion_rate_limit: None,
             admin_token: None,
             max_members_per_patch: None,
-            state: enroll_cli::seed::from_config(&config),
+            state: enroll_embedded::seed::from_config(&config),
         },
         "127.0.0.1:0".parse()?,
     )
@@ -580,21 +584,21 @@ async fn audit_fix_is_in_the_buyers_history() -> Result<()> {
         g.members.clear();
     }
     sim.set_state(state);
-    let ws = enroll_cli::ops::target::Workspace::new(
-        config.clone(),
-        enroll_cli::ops::target::Ledger::File(store.clone()),
-        scim()?,
-    );
-    let report = enroll_cli::ops::audit::run(
+    let history = store
+        .clone()
+        .with_history_retention(config.history.retention_days);
+    let ledger = enroll_ops::workspace::Ledger::new(store.clone(), std::sync::Arc::new(history));
+    let ws = enroll_ops::workspace::Workspace::new(config.clone(), ledger, scim()?);
+    let report = enroll_ops::audit::run(
         &ws,
-        &enroll_cli::ops::audit::AuditOptions {
+        &enroll_ops::audit::AuditOptions {
             fix: true,
             remove_unknown: false,
             yes: false,
-            max_removal_share: enroll_cli::ops::audit::DEFAULT_MAX_REMOVAL_SHARE,
+            max_removal_share: enroll_ops::audit::DEFAULT_MAX_REMOVAL_SHARE,
         },
         Utc::now(),
-        &enroll_cli::ops::backfill::spinner(false),
+        &enroll_ops::backfill::spinner(false),
     )
     .await?;
     assert!(report.fix.is_some_and(|f| f.applied && f.added == 1));

@@ -18,12 +18,12 @@
 //! refused at ingest with 400, before any queue or SCIM request.
 
 use async_trait::async_trait;
-use enroll_cli::runtime::{Options, Runtime};
 use enroll_core::config::{Config, RateConfig, Secret};
 use enroll_core::event::EventKind;
 use enroll_core::ids::{BuyerEmail, Platform};
 use enroll_core::ports::{Directory, Queue};
 use enroll_core::Failure;
+use enroll_embedded::runtime::{Options, Runtime};
 use enroll_notion::scim::ScimClient;
 use enroll_platforms::Sample;
 use enroll_simulator::{SimConfig, SimState, User};
@@ -50,7 +50,7 @@ fn runner(cases: u32) -> TestRunner {
 }
 
 fn config() -> Config {
-    enroll_cli::config_file::load(None).expect("the example configuration loads")
+    enroll_embedded::config_file::load(None).expect("the example configuration loads")
 }
 
 /// One request as sent. `genuine` marks an unmodified platform sample signed with the
@@ -502,7 +502,7 @@ fn local() -> Local {
         .await
         .unwrap();
         let (addr, _server) =
-            enroll_cli::server::serve(runtime.clone(), "127.0.0.1:0".parse().unwrap())
+            enroll_embedded::server::serve(runtime.clone(), "127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
         (runtime, format!("http://{addr}"))
@@ -573,9 +573,9 @@ fn the_endpoint_survives_anything_and_queues_only_genuine_events() {
             order_id: Some("ord_after".into()),
             event_id: Some("msg_after".into()),
         };
-        let secret = enroll_cli::send::signing_secret(&cfg, Platform::Standard).unwrap();
-        let url = enroll_cli::send::webhook_url(&l.base, Platform::Standard);
-        enroll_cli::send::post(&l.http, &url, Platform::Standard, &sample, &secret)
+        let secret = enroll_lab::send::signing_secret(&cfg, Platform::Standard).unwrap();
+        let url = enroll_lab::send::webhook_url(&l.base, Platform::Standard);
+        enroll_lab::send::post(&l.http, &url, Platform::Standard, &sample, &secret)
             .await
             .unwrap()
             .0
@@ -615,7 +615,7 @@ fn with_the_queue_down_only_genuine_events_get_503() {
             Arc::new(Unavailable),
         ));
         let (addr, _server) =
-            enroll_cli::server::serve_ingest(ingest, "127.0.0.1:0".parse().unwrap())
+            enroll_embedded::server::serve_ingest(ingest, "127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
         format!("http://{addr}")
@@ -828,13 +828,13 @@ fn invalid_addresses_are_refused_at_ingest_before_any_request() {
                 order_id: Some(format!("ord_bad_{i}")),
                 event_id: Some(format!("evt_bad_{i}")),
             };
-            let Ok(secret) = enroll_cli::send::signing_secret(&cfg, platform) else {
+            let Ok(secret) = enroll_lab::send::signing_secret(&cfg, platform) else {
                 continue;
             };
             let before = l.runtime.provision_queue.len();
             let status = l.rt.block_on(async {
-                let url = enroll_cli::send::webhook_url(&l.base, platform);
-                enroll_cli::send::post(&l.http, &url, platform, &sample, &secret)
+                let url = enroll_lab::send::webhook_url(&l.base, platform);
+                enroll_lab::send::post(&l.http, &url, platform, &sample, &secret)
                     .await
                     .unwrap()
                     .0

@@ -8,7 +8,6 @@
 
 use anyhow::{anyhow, ensure, Context as _, Result};
 use chrono::{DateTime, Months, TimeDelta, Utc};
-use enroll_cli::config_file;
 use enroll_core::catalog::{GroupRef, Product};
 use enroll_core::config::{Config, Deprovision, Secret};
 use enroll_core::event::{Buyer, EventKind, OrderEvent};
@@ -17,6 +16,7 @@ use enroll_core::ids::{
 };
 use enroll_core::ledger::BuyerRecord;
 use enroll_core::ports::{IdempotencyStore, LedgerStore};
+use enroll_embedded::config_file;
 use enroll_embedded::journal::Journal;
 use enroll_embedded::queue::{EmbeddedQueue, QueueSettings};
 use enroll_embedded::store::FileStore;
@@ -83,7 +83,7 @@ impl Harness {
         seed: impl FnOnce(&mut SimState),
     ) -> Result<Self> {
         let mut config = config(deprovision);
-        let mut state = enroll_cli::seed::from_config(&config);
+        let mut state = enroll_embedded::seed::from_config(&config);
         state.groups.push(group(STAFF));
         seed(&mut state);
         let sim = enroll_simulator::start(
@@ -830,7 +830,7 @@ async fn the_expire_function_hands_over_to_alumni_on_schedule() -> Result<()> {
 /// runs of `enroll dev`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enroll_link_on_a_data_directory() -> Result<()> {
-    use enroll_cli::runtime::{Options, Runtime};
+    use enroll_embedded::runtime::{Options, Runtime};
     let dir = std::env::temp_dir().join(format!("enroll-link-{}", uuid::Uuid::new_v4()));
     let start = || async {
         Runtime::start(Options {
@@ -854,17 +854,21 @@ async fn enroll_link_on_a_data_directory() -> Result<()> {
     rt.save_simulator()?;
     drop(rt);
 
-    let report = enroll_cli::link::run(enroll_cli::link::LinkArgs {
-        alias: "Ada@Work.example".into(),
-        existing: "ada@example.com".into(),
-        merge: false,
-        config: config(Deprovision::Keep),
-        data_dir: dir.clone(),
-        // Nothing listens there: no `enroll dev` owns the directory.
-        url: Some("http://127.0.0.1:9".into()),
-        table: None,
-    })
-    .await?;
+    // The seller's command, on the directory no `enroll dev` owns now.
+    let out = enroll_tests::enroll_bin::simulated(&[
+        "link",
+        "Ada@Work.example",
+        "ada@example.com",
+        "--data-dir",
+        dir.to_str().context("a UTF-8 path")?,
+    ])?
+    .output()?;
+    ensure!(
+        out.status.success(),
+        "enroll link failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: provision::link::LinkReport = serde_json::from_slice(&out.stdout)?;
     ensure!(report.buyer == "ada@example.com" && report.alias == "ada@work.example");
 
     let rt = start().await?;

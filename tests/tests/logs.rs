@@ -7,11 +7,11 @@
 //! refused, with a capturing subscriber. No line may hold a full email address (also
 //! percent-decoded), a SCIM or Notion token, a webhook secret, or the marker.
 
-use enroll_cli::runtime::{Options, Runtime};
 use enroll_core::config::Config;
 use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
 use enroll_core::timings::Timings;
+use enroll_embedded::runtime::{Options, Runtime};
 use enroll_platforms::Sample;
 use enroll_tests::enroll_bin;
 use std::io::Write;
@@ -22,7 +22,7 @@ use std::time::Duration;
 const MARKER: &str = "ZqxMarker7731";
 
 fn config() -> Config {
-    enroll_cli::config_file::load(None).expect("the example configuration")
+    enroll_embedded::config_file::load(None).expect("the example configuration")
 }
 
 /// Every secret the example configuration holds, plus the simulator's and chaos's tokens.
@@ -198,7 +198,7 @@ fn the_pipeline_logs_no_part_of_a_webhook_body() {
         .await
         .unwrap();
         let (addr, server) =
-            enroll_cli::server::serve(runtime.clone(), "127.0.0.1:0".parse().unwrap())
+            enroll_embedded::server::serve(runtime.clone(), "127.0.0.1:0".parse().unwrap())
                 .await
                 .unwrap();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -207,8 +207,8 @@ fn the_pipeline_logs_no_part_of_a_webhook_body() {
         let http = reqwest::Client::new();
         let cfg = config();
         for (i, platform) in Platform::ALL.into_iter().enumerate() {
-            let secret = enroll_cli::send::signing_secret(&cfg, platform).unwrap();
-            let url = enroll_cli::send::webhook_url(&base, platform);
+            let secret = enroll_lab::send::signing_secret(&cfg, platform).unwrap();
+            let url = enroll_lab::send::webhook_url(&base, platform);
             let cases = [
                 // Genuine, provisioned and aligned.
                 (
@@ -244,7 +244,7 @@ fn the_pipeline_logs_no_part_of_a_webhook_body() {
                     order_id: Some(format!("ord_logs_{i}_{n}")),
                     event_id: Some(format!("evt_{i}_{n}")),
                 };
-                enroll_cli::send::post(&http, &url, platform, &sample, &secret)
+                enroll_lab::send::post(&http, &url, platform, &sample, &secret)
                     .await
                     .unwrap();
             }

@@ -6,13 +6,14 @@
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use enroll_cli::runtime::{Options, Runtime};
-use enroll_cli::summary::SummaryReport;
-use enroll_cli::{config_file, send};
 use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
 use enroll_core::metrics::{self, Aggregate, Function, Metric, NAMESPACE};
 use enroll_core::timings::Timings;
+use enroll_embedded::config_file;
+use enroll_embedded::runtime::{Options, Runtime};
+use enroll_lab::send;
+use enroll_ops::summary::SummaryReport;
 use enroll_platforms::Sample;
 use enroll_tests::emf;
 use enroll_tests::enroll_bin::{self, Dev};
@@ -175,7 +176,7 @@ async fn a_purchase_flow_prints_valid_emf_without_personal_data() {
     assert_eq!(reasons, ["malformed", "signature", "stale", "too_large"]);
 
     // The summary the admin listener serves is free of personal data too.
-    let summary = serde_json::to_value(enroll_cli::summary::this_process()).unwrap();
+    let summary = serde_json::to_value(enroll_core::metrics::this_process()).unwrap();
     assert_no_personal_data(&summary, "summary");
     assert!(all
         .counts

@@ -5,13 +5,10 @@
 
 use anyhow::{Context, Result};
 use chrono::Utc;
+use enroll_aws::dead_letters::SqsDeadLetterAdmin;
 use enroll_aws::SqsDeadLetters;
-use enroll_cli::ops::audit::{self, AuditOptions};
-use enroll_cli::ops::backfill::{self, SaleRow};
-use enroll_cli::ops::dlq::{self, ReplayRequest, Selection};
-use enroll_cli::ops::target::{self, Ledger, QueuePair, Stage, Workspace};
-use enroll_cli::runtime::{Options, Runtime};
 use enroll_core::config::{Config, Secret};
+use enroll_core::dead_letters::{DeadLetterAdmin, QueueStage, ReplayRequest, Selection};
 use enroll_core::event::{Buyer, EventKind, OrderEvent};
 use enroll_core::ids::{
     BuyerEmail, EventId, EventKey, NotionUserId, OrderId, OrderKey, Platform, PlatformProductRef,
@@ -20,8 +17,13 @@ use enroll_core::ids::{
 use enroll_core::ledger::BuyerRecord;
 use enroll_core::ports::{DeadLetters, LedgerStore, ParkedReason};
 use enroll_core::timings::Timings;
+use enroll_embedded::dead_letters::EmbeddedDeadLetters;
 use enroll_embedded::journal::Journal;
-use enroll_embedded::queue::QueueDeadLetters;
+use enroll_embedded::queue::{EmbeddedQueue, QueueDeadLetters, QueueSettings};
+use enroll_embedded::runtime::{Options, Runtime};
+use enroll_ops::audit::{self, AuditOptions};
+use enroll_ops::backfill::{self, SaleRow};
+use enroll_ops::workspace::{Ledger, Workspace};
 use enroll_simulator::{FaultAction, FaultRule, Faults, SimConfig, SimHandle, SimState, User};
 use enroll_tests::moto;
 use serde_json::{json, Value};
@@ -37,7 +39,7 @@ const NM_PRICE: &str = "price_1NotionMasteryYear";
 const NM_GROUP: &str = "Notion Mastery";
 
 fn example_config() -> Config {
-    enroll_cli::config_file::load(None).expect("the example configuration")
+    enroll_embedded::config_file::load(None).expect("the example configuration")
 }
 
 fn scratch_dir(name: &str) -> PathBuf {
@@ -55,7 +57,7 @@ fn user(email: &str) -> User {
 
 /// A simulator with the example's Groups and database, plus `members`.
 async fn simulator(members: &[String]) -> Result<SimHandle> {
-    let mut state: SimState = enroll_cli::seed::from_config(&example_config());
+    let mut state: SimState = enroll_embedded::seed::from_config(&example_config());
     state.users.extend(members.iter().map(|m| user(m)));
     Ok(enroll_simulator::start(
         SimConfig {
@@ -79,6 +81,12 @@ fn pointed_at(sim: &SimHandle) -> Config {
     cfg.notion.base_url = sim.notion_base_url();
     cfg.notion.token = Secret::new(NOTION_TOKEN);
     cfg
+}
+
+/// The ledger on DynamoDB, with buyers' histories beside it, as a stack's operator reaches it.
+fn dynamo_ledger(store: enroll_aws::DynamoStore) -> Ledger {
+    let history = enroll_aws::DynamoHistory::new(store.client.clone(), &store.table);
+    Ledger::new(store, Arc::new(history))
 }
 
 fn workspace(sim: &SimHandle, ledger: Ledger) -> Workspace {
@@ -148,7 +156,9 @@ fn group_patches(sim: &SimHandle) -> Vec<(String, String, Vec<String>)> {
 #[tokio::test]
 async fn dlq_list_consumes_nothing_on_the_embedded_queues() -> Result<()> {
     let journal = Arc::new(Mutex::new(Journal::in_memory()));
-    let (source, dlq) = target::embedded_pair(&journal, Stage::Provision);
+    let settings = QueueSettings::default();
+    let dlq = EmbeddedQueue::new("provision-dlq", journal.clone(), settings, None);
+    let source = EmbeddedQueue::new("provision", journal, settings, Some(dlq.clone()));
     let dead = QueueDeadLetters {
         dlq: dlq.clone(),
         source: "provision".into(),
@@ -157,13 +167,9 @@ async fn dlq_list_consumes_nothing_on_the_embedded_queues() -> Result<()> {
         dead.park(&format!("body {i}"), &parked(i)).await?;
     }
     let before = dlq.peek();
-    let pair = QueuePair::Embedded {
-        stage: Stage::Provision,
-        source: source.clone(),
-        dlq: dlq.clone(),
-    };
+    let pair = EmbeddedDeadLetters::new(QueueStage::Provision, source.clone(), dlq.clone());
     for _ in 0..2 {
-        let listed = dlq::list(&pair).await?;
+        let listed = pair.list(Utc::now()).await?;
         assert_eq!(listed.len(), 3);
         assert_eq!(listed[0].event_key.as_deref(), Some("stripe:evt_0"));
         assert!(listed[0].reason.as_deref().unwrap().contains("503 outage"));
@@ -182,15 +188,15 @@ async fn dlq_list_on_sqs_leaves_every_message_there_and_replay_moves_what_is_sel
     for i in 0..3 {
         dead.park(&format!("{{\"n\":{i}}}"), &parked(i)).await?;
     }
-    let pair = QueuePair::Sqs {
-        stage: Stage::Provision,
+    let pair = SqsDeadLetterAdmin {
+        stage: QueueStage::Provision,
         client: queues.client.clone(),
         source_url: queues.url.clone(),
         dlq_url: queues.dlq_url.clone(),
         move_task: false,
     };
-    let first = dlq::list(&pair).await?;
-    let second = dlq::list(&pair).await?;
+    let first = pair.list(Utc::now()).await?;
+    let second = pair.list(Utc::now()).await?;
     assert_eq!(first.len(), 3);
     assert_eq!(second.len(), 3, "a listing must leave the messages visible");
     let keys: BTreeSet<_> = second.iter().filter_map(|m| m.event_key.clone()).collect();
@@ -198,34 +204,38 @@ async fn dlq_list_on_sqs_leaves_every_message_there_and_replay_moves_what_is_sel
     // SQS has no peek: each listing is one receive.
     assert!(second.iter().all(|m| m.receive_count == 2));
 
-    let one = dlq::replay(
-        &pair,
-        &ReplayRequest {
-            queue: Some(Stage::Provision),
-            selection: Selection {
-                key: Some("stripe:evt_1".into()),
-                reason: None,
+    let one = pair
+        .replay(
+            &ReplayRequest {
+                queue: Some(QueueStage::Provision),
+                selection: Selection {
+                    key: Some("stripe:evt_1".into()),
+                    reason: None,
+                },
+                rate: None,
+                dry_run: false,
             },
-            rate: None,
-            dry_run: false,
-        },
-    )
-    .await?;
+            None,
+            Utc::now(),
+        )
+        .await?;
     assert_eq!(one.moved_count, 1);
     assert_eq!(one.kept, 2);
     assert_eq!(one.method, "receive-send-delete");
-    let rest = dlq::replay(&pair, &ReplayRequest::default()).await?;
+    let rest = pair
+        .replay(&ReplayRequest::default(), None, Utc::now())
+        .await?;
     assert_eq!(rest.moved_count, 2);
-    assert!(dlq::list(&pair).await?.is_empty());
+    assert!(pair.list(Utc::now()).await?.is_empty());
     // The source queue seen as if it were a dead-letter queue: what the replay sent there.
-    let source_view = QueuePair::Sqs {
-        stage: Stage::Provision,
+    let source_view = SqsDeadLetterAdmin {
+        stage: QueueStage::Provision,
         client: queues.client.clone(),
         source_url: queues.dlq_url.clone(),
         dlq_url: queues.url.clone(),
         move_task: false,
     };
-    let bodies = dlq::list(&source_view).await?;
+    let bodies = source_view.list(Utc::now()).await?;
     assert_eq!(
         bodies.len(),
         3,
@@ -268,25 +278,27 @@ async fn replay_after_an_outage_completes_every_parked_event_exactly_once() -> R
         rt.settle(Duration::from_secs(60)).await,
         "the outage parks every event"
     );
-    let pair = QueuePair::Embedded {
-        stage: Stage::Provision,
-        source: rt.provision_queue.clone(),
-        dlq: rt.provision_dlq().clone(),
-    };
-    let parked = dlq::list(&pair).await?;
+    let admins = rt.dead_letters();
+    let parked =
+        enroll_core::dead_letters::list_all(&admins, Some(QueueStage::Provision), Utc::now())
+            .await?;
     assert_eq!(parked.len(), 4, "{parked:?}");
     assert!(sim.group_members(NM_GROUP).is_empty());
 
     sim.set_faults(Faults::default());
     sim.reset_counters();
-    let reports = enroll_cli::ops::replay_all(
-        std::slice::from_ref(&pair),
+    let pace = enroll_embedded::pace(Some(50.0))?.context("a pace")?;
+    let reports = enroll_core::dead_letters::replay_all(
+        &admins,
         &ReplayRequest {
-            queue: None,
+            queue: Some(QueueStage::Provision),
             selection: Selection::default(),
             rate: Some(50.0),
             dry_run: false,
         },
+        Some(&pace),
+        Some(&rt.store),
+        Utc::now(),
     )
     .await?;
     assert_eq!(reports[0].moved_count, 4);
@@ -370,7 +382,7 @@ async fn an_apply_killed_midway_resumes_without_repeating_a_request() -> Result<
     let config = dir.join("enroll.toml");
     std::fs::write(
         &config,
-        enroll_cli::config_file::EXAMPLE
+        enroll_embedded::config_file::EXAMPLE
             .replace("https://api.notion.com/scim/v2", &sim.scim_base_url())
             .replace("https://api.notion.com/v1", &sim.notion_base_url()),
     )?;
@@ -576,7 +588,7 @@ async fn audit_finds_members_with_no_purchase_and_drift() -> Result<()> {
     // Three buyers are in the Group; buyer3 was taken out by hand; one invite-link member got in.
     put_in_group(&sim, &[&buyers[..3], &link[..1]].concat());
     let store = ledger_with(&sim, &buyers).await?;
-    let ws = workspace(&sim, Ledger::Dynamo(store));
+    let ws = workspace(&sim, dynamo_ledger(store));
     let report = audit::run(
         &ws,
         &AuditOptions {
@@ -645,7 +657,7 @@ async fn the_mass_removal_guard_stops_a_fix_that_exceeds_the_share() -> Result<(
     let sim = simulator(&everyone).await?;
     put_in_group(&sim, &everyone);
     let store = ledger_with(&sim, &buyers).await?;
-    let ws = workspace(&sim, Ledger::Dynamo(store));
+    let ws = workspace(&sim, dynamo_ledger(store));
     let opts = |yes| AuditOptions {
         fix: true,
         remove_unknown: true,

@@ -2,13 +2,14 @@
 //! and align, against the Notion simulator's state.
 
 use chrono::Utc;
-use enroll_cli::runtime::{Options, Runtime};
-use enroll_cli::{config_file, send};
 use enroll_core::config::Config;
 use enroll_core::event::EventKind;
 use enroll_core::ids::{BuyerEmail, NotionUserId, OrderId, OrderKey, Platform};
 use enroll_core::timings::Timings;
+use enroll_embedded::config_file;
 use enroll_embedded::queue::{ATTR_EVENT_KEY, ATTR_REASON};
+use enroll_embedded::runtime::{Options, Runtime};
+use enroll_lab::send;
 use enroll_platforms::Sample;
 use enroll_simulator::{FaultAction, FaultRule, Faults, SimHandle};
 use std::sync::Arc;
@@ -88,7 +89,7 @@ fn fault(method: &str, path: &str, action: FaultAction, remaining: Option<u64>) 
 
 #[tokio::test]
 async fn demo_passes_every_check() {
-    let report = enroll_cli::demo::run(config(), 200.0)
+    let report = enroll_lab::demo::run(config(), 200.0)
         .await
         .expect("demo runs");
     let failed: Vec<_> = report.check_list.iter().filter(|c| !c.passed).collect();
@@ -100,7 +101,7 @@ async fn demo_passes_every_check() {
 #[tokio::test]
 async fn a_signed_webhook_over_http_ends_in_the_group_and_the_sales_record() {
     let rt = runtime().await;
-    let (addr, server) = enroll_cli::server::serve(rt.clone(), "127.0.0.1:0".parse().unwrap())
+    let (addr, server) = enroll_embedded::server::serve(rt.clone(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let url = send::webhook_url(&format!("http://{addr}"), Platform::Standard);

@@ -15,14 +15,15 @@
 
 use anyhow::{anyhow, ensure, Context as _, Result};
 use chrono::{DateTime, Months, TimeDelta, Utc};
-use enroll_cli::runtime::{Options, Runtime};
-use enroll_cli::{config_file, send};
 use enroll_core::config::{Config, RemoveForm, Secret};
 use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
 use enroll_core::timings::Timings;
+use enroll_embedded::config_file;
 use enroll_embedded::journal::Journal;
 use enroll_embedded::queue::{Message, ATTR_REASON};
+use enroll_embedded::runtime::{Options, Runtime};
+use enroll_lab::send;
 use enroll_platforms::Sample;
 use enroll_simulator::{SimConfig, SimHandle};
 use enroll_tests::scim_server::StrictScim;
@@ -44,7 +45,7 @@ const UNUSED_SIM_SCIM_TOKEN: &str = "strict-test-unused-scim-token";
 
 /// The simulator as the public API only: the sales database the example configuration names.
 async fn sales_simulator(config: &Config) -> Result<SimHandle> {
-    let mut state = enroll_cli::seed::from_config(config);
+    let mut state = enroll_embedded::seed::from_config(config);
     // Its Groups would be a second workspace's; nothing may look there.
     state.groups.clear();
     Ok(enroll_simulator::start(

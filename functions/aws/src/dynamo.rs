@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use enroll_core::idempotency::{Claim, IdempotencyRecord, KEEP_COMPLETED};
 use enroll_core::ids::{BuyerEmail, NotionUserId, OrderKey};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
-use enroll_core::ports::{IdempotencyStore, LedgerStore};
+use enroll_core::ports::{IdempotencyStore, LedgerScan, LedgerStore};
 use enroll_core::Failure;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -398,6 +398,17 @@ impl IdempotencyStore for DynamoStore {
             }
             Err(e) => Err(classify("DeleteItem", e).into()),
         }
+    }
+}
+
+#[async_trait]
+impl LedgerScan for DynamoStore {
+    async fn all_buyers(&self) -> Result<Vec<BuyerRecord>, Failure> {
+        DynamoStore::all_buyers(self).await
+    }
+
+    async fn all_orders(&self) -> Result<Vec<OrderRecord>, Failure> {
+        DynamoStore::all_orders(self).await
     }
 }
 

@@ -39,6 +39,7 @@
 //! reads one buyer's history. Writing history is best-effort: a failed write is logged, never
 //! a failed event.
 
+pub mod dead_letters;
 pub mod dynamo;
 pub mod error;
 pub mod history;

@@ -11,11 +11,9 @@ use enroll_core::Failure;
 use std::collections::BTreeMap;
 
 /// Message attributes `park` writes; `enroll dlq list` reads them without parsing bodies.
-pub const ATTR_REASON: &str = "enroll.reason";
-pub const ATTR_EVENT_KEY: &str = "enroll.event_key";
-pub const ATTR_BUYER: &str = "enroll.buyer";
-pub const ATTR_SOURCE: &str = "enroll.source";
-pub const ATTR_PARKED_AT: &str = "enroll.parked_at";
+pub use enroll_core::dead_letters::{
+    ATTR_BUYER, ATTR_EVENT_KEY, ATTR_PARKED_AT, ATTR_REASON, ATTR_SOURCE,
+};
 
 /// Reasons longer than this are cut: attributes count toward the 256 KiB message limit, and an
 /// operator reads the start of a reason anyway.

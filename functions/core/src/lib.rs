@@ -11,6 +11,8 @@
 //! - [`ports`]: the small traits adapters implement (stores, queues, SCIM, the sales database,
 //!   the rate budget), with [`error`] classifying every failure as transient, permanent or in
 //!   progress.
+//! - [`dead_letters`]: the dead-letter admin port (list, replay, delete parked messages, with
+//!   filters) that both queue adapters implement and every operator surface uses.
 //! - [`history`]: every buyer's provisioning log, the [`ports::HistoryLog`] it is kept in, and
 //!   [`history::record`], which never lets a failed write fail an event.
 //! - [`metrics`]: the names and units of every metric enroll emits, and the in-memory recorder
@@ -21,6 +23,7 @@
 pub mod batch;
 pub mod catalog;
 pub mod config;
+pub mod dead_letters;
 pub mod error;
 pub mod event;
 pub mod history;

@@ -202,6 +202,13 @@ pub struct Recorder {
 
 static GLOBAL: Recorder = Recorder::new();
 
+/// The counters of this process, as `enroll dev`'s admin listener serves them.
+pub fn this_process() -> Summary {
+    global()
+        .snapshot()
+        .summary("since this `enroll dev` started")
+}
+
 /// The process-wide recorder.
 pub fn global() -> &'static Recorder {
     &GLOBAL

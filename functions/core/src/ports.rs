@@ -43,6 +43,14 @@ pub trait LedgerStore: Send + Sync {
     async fn buyers_due(&self, now: DateTime<Utc>) -> Result<Vec<BuyerEmail>, Failure>;
 }
 
+/// The whole ledger at once, for the operator's tools (backfill plans against every buyer,
+/// audit compares every member). The pipeline never scans.
+#[async_trait]
+pub trait LedgerScan: Send + Sync {
+    async fn all_buyers(&self) -> Result<Vec<BuyerRecord>, Failure>;
+    async fn all_orders(&self) -> Result<Vec<OrderRecord>, Failure>;
+}
+
 /// Sends messages to the next stage's queue.
 #[async_trait]
 pub trait Queue: Send + Sync {

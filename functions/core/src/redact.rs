@@ -18,6 +18,15 @@ pub fn mask_email(email: &str) -> String {
     format!("{}***@{}***{}", first(local), first(host), tld)
 }
 
+/// Masks anything that looks like an address and is not masked already.
+pub fn mask_if_email(s: &str) -> String {
+    if s.contains('@') && !s.contains("***") {
+        mask_email(s)
+    } else {
+        s.to_owned()
+    }
+}
+
 /// The first 12 hex characters of SHA-256: correlates a body or token across log lines without
 /// revealing it.
 pub fn short_hash(bytes: &[u8]) -> String {
@@ -28,6 +37,13 @@ pub fn short_hash(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_masked_once() {
+        assert_eq!(mask_if_email("ada@example.com"), "a***@e***.com");
+        assert_eq!(mask_if_email("a***@e***.com"), "a***@e***.com");
+        assert_eq!(mask_if_email("stripe:evt_1"), "stripe:evt_1");
+    }
 
     #[test]
     fn masks_local_part_and_domain() {

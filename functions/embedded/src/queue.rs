@@ -16,13 +16,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Attribute names carried by parked messages, the same on SQS.
-pub const ATTR_REASON: &str = "enroll.reason";
-pub const ATTR_EVENT_KEY: &str = "enroll.event_key";
-pub const ATTR_BUYER: &str = "enroll.buyer";
-pub const ATTR_SOURCE: &str = "enroll.source";
-pub const ATTR_PARKED_AT: &str = "enroll.parked_at";
-/// How many times the source queue handed the message out before it was parked.
-pub const ATTR_RECEIVES: &str = "enroll.receives";
+pub use enroll_core::dead_letters::{
+    ATTR_BUYER, ATTR_EVENT_KEY, ATTR_PARKED_AT, ATTR_REASON, ATTR_RECEIVES, ATTR_SOURCE,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message {
@@ -306,14 +302,6 @@ pub struct Replayed {
     pub event_key: Option<String>,
 }
 
-/// What [`replay`] moved and what it left parked.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReplaySummary {
-    pub moved: Vec<Replayed>,
-    /// Messages the filter or the limit left in the dead-letter queue.
-    pub kept: usize,
-}
-
 impl EmbeddedQueue {
     /// Sends the parked message `id` back to `target` and only then deletes it here, so a crash
     /// in between leaves it in both (provision and align are idempotent) and never in neither.
@@ -337,28 +325,6 @@ impl EmbeddedQueue {
             event_key: msg.attributes.get(ATTR_EVENT_KEY).cloned(),
         }))
     }
-}
-
-/// Sends the messages of `dlq` that `filter` selects back to `target`, oldest first, at most
-/// `limit` of them; each is deleted from `dlq` only once it is in `target`.
-pub fn replay(
-    dlq: &EmbeddedQueue,
-    target: &EmbeddedQueue,
-    filter: impl Fn(&Message) -> bool,
-    limit: Option<usize>,
-) -> io::Result<ReplaySummary> {
-    let mut summary = ReplaySummary::default();
-    for msg in dlq.peek() {
-        let wanted = filter(&msg) && limit.is_none_or(|n| summary.moved.len() < n);
-        if !wanted {
-            summary.kept += 1;
-            continue;
-        }
-        if let Some(r) = dlq.redrive(&msg.id, target)? {
-            summary.moved.push(r);
-        }
-    }
-    Ok(summary)
 }
 
 #[async_trait]
@@ -446,38 +412,6 @@ mod tests {
         let parked = dlq.peek();
         assert_eq!(parked.len(), 1);
         assert!(parked[0].attributes[ATTR_REASON].contains("maxReceiveCount"));
-    }
-
-    #[tokio::test]
-    async fn replay_moves_only_selected_messages_as_new_ones() {
-        let (q, dlq) = queues(5);
-        let attrs = |key: &str| {
-            BTreeMap::from([
-                (ATTR_REASON.to_owned(), "SCIM 503".to_owned()),
-                (ATTR_EVENT_KEY.to_owned(), key.to_owned()),
-            ])
-        };
-        dlq.send_with("a", attrs("stripe:a")).unwrap();
-        dlq.send_with("b", attrs("stripe:b")).unwrap();
-        let summary = replay(
-            &dlq,
-            &q,
-            |m| m.attributes.get(ATTR_EVENT_KEY).map(String::as_str) == Some("stripe:b"),
-            None,
-        )
-        .unwrap();
-        assert_eq!(summary.kept, 1);
-        assert_eq!(summary.moved.len(), 1);
-        assert_eq!(summary.moved[0].event_key.as_deref(), Some("stripe:b"));
-        let back = q.peek();
-        assert_eq!(back.len(), 1);
-        assert_eq!(back[0].body, "b");
-        assert_eq!(back[0].receive_count, 0);
-        assert!(back[0].attributes.is_empty());
-        assert_eq!(dlq.peek()[0].body, "a");
-        let rest = replay(&dlq, &q, |_| true, Some(0)).unwrap();
-        assert!(rest.moved.is_empty());
-        assert_eq!(dlq.len(), 1);
     }
 
     #[tokio::test]

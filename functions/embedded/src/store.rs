@@ -11,7 +11,7 @@ use enroll_core::history::{self, HistoryEntry, DEFAULT_RETENTION_DAYS};
 use enroll_core::idempotency::{Claim, IdempotencyRecord, Status, KEEP_COMPLETED};
 use enroll_core::ids::{BuyerEmail, NotionUserId, OrderKey};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
-use enroll_core::ports::{HistoryLog, IdempotencyStore, LedgerStore};
+use enroll_core::ports::{HistoryLog, IdempotencyStore, LedgerScan, LedgerStore};
 use enroll_core::Failure;
 use std::io;
 use std::path::Path;
@@ -255,6 +255,17 @@ impl LedgerStore for FileStore {
             .filter(|b| b.next_change_at.is_some_and(|t| t <= now))
             .map(|b| b.email)
             .collect())
+    }
+}
+
+#[async_trait]
+impl LedgerScan for FileStore {
+    async fn all_buyers(&self) -> Result<Vec<BuyerRecord>, Failure> {
+        Ok(self.buyers())
+    }
+
+    async fn all_orders(&self) -> Result<Vec<OrderRecord>, Failure> {
+        Ok(FileStore::all_orders(self))
     }
 }
 

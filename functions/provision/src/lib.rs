@@ -75,7 +75,7 @@ impl Outcome {
 }
 
 /// What one expiry pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExpiryReport {
     pub reconciled: usize,
     pub failed: usize,

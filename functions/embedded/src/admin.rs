@@ -1,32 +1,30 @@
-//! The two local listeners of `enroll dev`, and the files in the data directory that say where
-//! they answer.
+//! `enroll dev`'s admin listener, and the files in the data directory that say where it
+//! answers.
 //!
-//! - The webhook listener is the port a tunnel exposes to the platforms. It serves
-//!   `/webhooks/{platform}` (the same ingest handler the Lambda function URL runs) and
-//!   `/healthz`, nothing else: every other path gets ingest's 404.
-//! - The admin listener binds loopback on a port of its own and lets `enroll expire`, `link`,
-//!   `status` (and `status --summary`, through `/admin/metrics`) and `dlq` reach a running
-//!   `enroll dev`. Every request must carry the data
-//!   directory's token (`Authorization: Bearer`), or it gets 401. A web page the seller opens
-//!   cannot use it either: a request with an `Origin` header, a cross-site `Sec-Fetch-Site`, or
-//!   a `Host` other than loopback (DNS rebinding) gets 403, and no CORS header is ever sent, so
-//!   the preflight that an `Authorization` header needs cross-origin always fails.
-//! - [`TOKEN_FILE`] holds that token, made at the first start and readable by its owner only;
-//!   [`DEV_FILE`] says where the running `enroll dev` answers (written at start, removed at a
-//!   clean stop). Operator commands read both (see `ops::target::running_dev`).
+//! The admin listener binds loopback on a port of its own and lets `enroll expire`, `link`,
+//! `status` (and `status --summary`, through `/admin/metrics`) and `dlq` reach a running
+//! `enroll dev`. Every request must carry the data directory's token (`Authorization:
+//! Bearer`), or it gets 401. A web page the seller opens cannot use it either: a request with an
+//! `Origin` header, a cross-site `Sec-Fetch-Site`, or a `Host` other than loopback (DNS
+//! rebinding) gets 403, and no CORS header is ever sent, so the preflight that an
+//! `Authorization` header needs cross-origin always fails.
+//!
+//! [`TOKEN_FILE`] holds that token, made at the first start and readable by its owner only;
+//! [`DEV_FILE`] says where the running `enroll dev` answers (written at start, removed at a
+//! clean stop). Operator commands read both through [`crate::admin_client::running_dev`].
 
 use crate::runtime::Runtime;
 use anyhow::Context;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use enroll_core::config::Secret;
-use ingest::{Ingest, WebhookRequest};
+use enroll_core::dead_letters::{self, QueueStage, ReplayRequest};
+use enroll_core::ids::BuyerEmail;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -39,17 +37,6 @@ pub const TOKEN_FILE: &str = "admin.token";
 /// Where the running `enroll dev` answers, in the data directory.
 pub const DEV_FILE: &str = "dev.json";
 
-/// The public listener: webhooks and the health check only.
-pub fn router(rt: Arc<Runtime>) -> Router {
-    // Room above the ingest limit so ingest, not the framework, answers 413 with its reason.
-    let limit = rt.config.ingest.max_body_bytes.saturating_mul(4);
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .fallback(webhook)
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(rt)
-}
-
 /// The admin listener's routes, behind [`guard`]. `port` is the one it is bound to: only
 /// `Host: 127.0.0.1:<port>` or `localhost:<port>` is answered.
 pub fn admin_router(rt: Arc<Runtime>, token: Secret, port: u16) -> Router {
@@ -61,6 +48,7 @@ pub fn admin_router(rt: Arc<Runtime>, token: Secret, port: u16) -> Router {
         .route("/admin/status", get(status))
         .route("/admin/dlq", get(dlq_list))
         .route("/admin/dlq/replay", post(dlq_replay))
+        .route("/admin/dlq/delete", post(dlq_delete))
         .route("/admin/notion", get(notion))
         .route("/admin/metrics", get(metrics))
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
@@ -257,79 +245,6 @@ pub fn remove_dev_record(data_dir: &Path, pid: u32) {
     }
 }
 
-/// Serves the webhook listener on `addr`; returns the bound address.
-pub async fn serve(
-    rt: Arc<Runtime>,
-    addr: SocketAddr,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = router(rt);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "webhook server stopped");
-        }
-    });
-    Ok((bound, task))
-}
-
-/// Only the webhook endpoint, in front of any [`Ingest`]: for tests that need ingest wired to
-/// a queue of their choosing (one that fails, say).
-pub async fn serve_ingest(
-    ingest: Arc<Ingest>,
-    addr: SocketAddr,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let limit = ingest.config.ingest.max_body_bytes.saturating_mul(4);
-    let app = Router::new()
-        .fallback(
-            |State(ingest): State<Arc<Ingest>>, method, uri, headers, body| async move {
-                handle_webhook(&ingest, method, uri, headers, body).await
-            },
-        )
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(ingest);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "webhook server stopped");
-        }
-    });
-    Ok((bound, task))
-}
-
-async fn webhook(
-    State(rt): State<Arc<Runtime>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle_webhook(&rt.ingest, method, uri, headers, body).await
-}
-
-async fn handle_webhook(
-    ingest: &Ingest,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let req = WebhookRequest {
-        method: method.as_str().to_owned(),
-        path: uri.path().to_owned(),
-        query: uri.query().map(str::to_owned),
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body: body.to_vec(),
-    };
-    let resp = ingest.handle(&req, Utc::now()).await;
-    let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, [("content-type", "application/json")], resp.body).into_response()
-}
-
 #[derive(Deserialize)]
 struct ExpireQuery {
     now: Option<DateTime<Utc>>,
@@ -342,16 +257,39 @@ async fn expire(State(rt): State<Arc<Runtime>>, Query(q): Query<ExpireQuery>) ->
     }
 }
 
-async fn link(State(rt): State<Arc<Runtime>>, Query(q): Query<crate::link::LinkQuery>) -> Response {
-    let linked = match crate::link::parse_emails(&q.alias, &q.buyer) {
-        Ok((alias, existing)) => {
-            crate::link::link(&rt.provisioner, &alias, &existing, q.merge).await
-        }
-        Err(e) => Err(e),
+/// The query `/admin/link` takes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkQuery {
+    pub alias: String,
+    pub buyer: String,
+    #[serde(default)]
+    pub merge: bool,
+}
+
+/// The two addresses of a link, checked.
+pub fn parse_emails(alias: &str, existing: &str) -> anyhow::Result<(BuyerEmail, BuyerEmail)> {
+    let parse = |what: &str, e: &str| {
+        BuyerEmail::parse(e)
+            .map_err(|err| anyhow::anyhow!("{what} `{e}` is not an email address: {err}"))
     };
-    match linked {
+    Ok((
+        parse("the second email", alias)?,
+        parse("the existing buyer", existing)?,
+    ))
+}
+
+async fn link(State(rt): State<Arc<Runtime>>, Query(q): Query<LinkQuery>) -> Response {
+    let (alias, existing) = match parse_emails(&q.alias, &q.buyer) {
+        Ok(pair) => pair,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    match rt
+        .provisioner
+        .link(&alias, &existing, q.merge, Utc::now())
+        .await
+    {
         Ok(report) => Json(report).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(f) => (StatusCode::BAD_REQUEST, f.reason).into_response(),
     }
 }
 
@@ -369,46 +307,49 @@ async fn status(State(rt): State<Arc<Runtime>>, Query(q): Query<StatusQuery>) ->
 
 #[derive(Deserialize)]
 struct DlqQuery {
-    queue: crate::ops::target::Stage,
+    queue: Option<QueueStage>,
 }
 
-/// The runtime's own queues: `enroll dlq` goes through here while `enroll dev` owns the journal.
-fn queue_pair(rt: &Runtime, stage: crate::ops::target::Stage) -> crate::ops::target::QueuePair {
-    use crate::ops::target::Stage;
-    let (source, dlq) = match stage {
-        Stage::Provision => (rt.provision_queue.clone(), rt.provision_dlq().clone()),
-        Stage::Align => (rt.align_queue.clone(), rt.align_dlq().clone()),
-    };
-    crate::ops::target::QueuePair::Embedded { stage, source, dlq }
-}
-
+/// `enroll dlq` comes here while `enroll dev` owns the journal.
 async fn dlq_list(State(rt): State<Arc<Runtime>>, Query(q): Query<DlqQuery>) -> Response {
-    match crate::ops::dlq::list(&queue_pair(&rt, q.queue)).await {
+    match dead_letters::list_all(&rt.dead_letters(), q.queue, Utc::now()).await {
         Ok(msgs) => Json(msgs).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+        Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.to_string()).into_response(),
     }
 }
 
-async fn dlq_replay(
-    State(rt): State<Arc<Runtime>>,
-    Json(req): Json<crate::ops::dlq::ReplayRequest>,
-) -> Response {
-    let pairs: Vec<_> = crate::ops::target::Stage::ALL
-        .iter()
-        .map(|s| queue_pair(&rt, *s))
-        .collect();
-    match crate::ops::replay_all(&pairs, &req).await {
-        Ok(reports) => {
-            crate::ops::dlq::record_replays(&rt.store, &reports).await;
-            Json(reports).into_response()
-        }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")).into_response(),
+async fn dlq_replay(State(rt): State<Arc<Runtime>>, Json(req): Json<ReplayRequest>) -> Response {
+    let pace = match crate::pace(req.rate) {
+        Ok(p) => p,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let history: &dyn enroll_core::ports::HistoryLog = &rt.store;
+    let replayed = dead_letters::replay_all(
+        &rt.dead_letters(),
+        &req,
+        pace.as_ref()
+            .map(|p| p as &dyn enroll_core::ports::RateBudget),
+        Some(history),
+        Utc::now(),
+    )
+    .await;
+    match replayed {
+        Ok(reports) => Json(reports).into_response(),
+        Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.to_string()).into_response(),
+    }
+}
+
+async fn dlq_delete(State(rt): State<Arc<Runtime>>, Json(req): Json<ReplayRequest>) -> Response {
+    let history: &dyn enroll_core::ports::HistoryLog = &rt.store;
+    match dead_letters::delete_all(&rt.dead_letters(), &req, Some(history), Utc::now()).await {
+        Ok(reports) => Json(reports).into_response(),
+        Err(f) => (StatusCode::INTERNAL_SERVER_ERROR, f.to_string()).into_response(),
     }
 }
 
 /// The pipeline's counters since this process started, for `enroll status --summary`.
 async fn metrics() -> Response {
-    Json(crate::summary::this_process()).into_response()
+    Json(enroll_core::metrics::this_process()).into_response()
 }
 
 /// Where the simulated workspace answers, for `backfill plan` and `audit` while `enroll dev`
@@ -417,7 +358,7 @@ async fn notion(State(rt): State<Arc<Runtime>>) -> Response {
     if rt.simulator.is_none() {
         return (StatusCode::NOT_FOUND, "a real workspace is configured").into_response();
     }
-    Json(crate::ops::target::SimulatedScim {
+    Json(crate::admin_client::SimulatedScim {
         scim_base_url: rt.config.scim.base_url.clone(),
         scim_token: rt.config.scim.token.expose().to_owned(),
     })

@@ -12,19 +12,21 @@
 //! the driver only reads the data directory. Once the queues drain it checks the outcome, stops
 //! the faults, replays the dead-letter queues, runs `enroll dev` again and checks once more.
 
-use crate::runtime::{Options, Runtime};
 use crate::send;
 use anyhow::Context;
 use chrono::Utc;
 use enroll_core::catalog::GroupRef;
 use enroll_core::config::{Config, Secret};
+use enroll_core::dead_letters::{self, ReplayRequest};
 use enroll_core::event::{AlignRequest, EventKind, OrderEvent};
 use enroll_core::idempotency::Status;
 use enroll_core::ids::{BuyerEmail, Platform};
 use enroll_core::ledger::{self, OrderRecord};
 use enroll_core::timings;
+use enroll_embedded::dead_letters::EmbeddedDeadLetters;
 use enroll_embedded::journal::Journal;
-use enroll_embedded::queue::{self, EmbeddedQueue, Message, QueueSettings, ATTR_REASON};
+use enroll_embedded::queue::{Message, ATTR_REASON};
+use enroll_embedded::runtime::{Options, Runtime};
 use enroll_embedded::store::FileStore;
 use enroll_platforms::Sample;
 use enroll_simulator::{FaultAction, FaultRule, Faults, PropertyValue, SimConfig, SimHandle};
@@ -200,7 +202,7 @@ pub fn plan(
     let buyers = (purchases * 5 / 8).max(1);
     let email = |b: usize, rng: &mut StdRng| {
         // Some buyers type their address with capitals on some checkouts.
-        if b.is_multiple_of(5) && rng.gen_bool(0.5) {
+        if b % 5 == 0 && rng.gen_bool(0.5) {
             format!("Chaos.Buyer{b}@Example.com")
         } else {
             format!("chaos.buyer{b}@example.com")
@@ -561,7 +563,7 @@ fn changes_unsettled(dir: &Path) -> anyhow::Result<bool> {
 
 /// Event key of a parked message, from its attributes or its body.
 fn parked_key(queue: &str, m: &Message) -> Option<String> {
-    if let Some(k) = m.attributes.get(queue::ATTR_EVENT_KEY) {
+    if let Some(k) = m.attributes.get(enroll_embedded::queue::ATTR_EVENT_KEY) {
         return Some(k.clone());
     }
     if queue == PROVISION_DLQ {
@@ -744,20 +746,18 @@ fn verdict(
     Ok(v)
 }
 
-/// Moves every parked message back to its source queue. Only while no worker runs: the
-/// journal has one writer.
-fn replay_dead_letters(dir: &Path) -> anyhow::Result<usize> {
+/// Moves every parked message back to its source queue, as `enroll dlq replay` does on a data
+/// directory. Only while no worker runs: the journal has one writer.
+async fn replay_dead_letters(dir: &Path) -> anyhow::Result<usize> {
     let journal = Arc::new(Mutex::new(
         Journal::open(&dir.join("queues.log")).context("opening the queues to replay")?,
     ));
-    let settings = QueueSettings::default();
-    let mut moved = 0;
-    for (source, dlq) in [(PROVISION, PROVISION_DLQ), (ALIGN, ALIGN_DLQ)] {
-        let dlq = EmbeddedQueue::new(dlq, journal.clone(), settings, None);
-        let target = EmbeddedQueue::new(source, journal.clone(), settings, None);
-        moved += queue::replay(&dlq, &target, |_| true, None)?.moved.len();
-    }
-    Ok(moved)
+    let admins = EmbeddedDeadLetters::on_journal(&journal);
+    let req = ReplayRequest::default();
+    let reports = dead_letters::replay_all(&admins, &req, None, None, Utc::now())
+        .await
+        .map_err(|f| anyhow::anyhow!(f.reason))?;
+    Ok(reports.iter().map(|r| r.moved_count).sum())
 }
 
 /// Posts every delivery to the local endpoint, in plan order; returns the accepted event keys
@@ -774,7 +774,7 @@ async fn ingest(
         simulate: false,
     })
     .await?;
-    let (addr, server) = crate::server::serve(rt.clone(), "127.0.0.1:0".parse()?).await?;
+    let (addr, server) = enroll_embedded::server::serve(rt.clone(), "127.0.0.1:0".parse()?).await?;
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let mut keys = BTreeMap::new();
@@ -846,7 +846,7 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
             notion_rate_limit: None,
             admin_token: None,
             max_members_per_patch: None,
-            state: crate::seed::from_config(&o.config),
+            state: enroll_embedded::seed::from_config(&o.config),
         },
         "127.0.0.1:0".parse()?,
     )
@@ -885,7 +885,7 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
     // The operator's part: the cause is gone (faults stop), the dead-letter queues replay.
     sim.set_faults(Faults::default());
     let dlq_before_replay = before.parked;
-    replay_dead_letters(&dir.path)?;
+    replay_dead_letters(&dir.path).await?;
     let second = run_workers(&sim, &dir.path, &o.enroll, &tokens, 0, o.timeout).await?;
     let after = verdict(&sim, &dir.path, &config, &plan, &keys)?;
     let report = ChaosReport {
@@ -921,7 +921,7 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
     if !dir.remove {
         // Kept next to the store and queues, so a failed run can be examined.
         std::fs::write(
-            crate::runtime::sim_state_path(&dir.path),
+            enroll_embedded::runtime::sim_state_path(&dir.path),
             serde_json::to_vec_pretty(&sim.state())?,
         )?;
         for email in &after.mismatched {

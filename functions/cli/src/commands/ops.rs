@@ -1,25 +1,18 @@
-//! The operator's tools, on the embedded default or a deployed stack.
-//!
-//! - [`target`]: where a command acts (a data directory, the `enroll dev` that owns it, or a
-//!   stack's queues and table) and the queue pair, ledger and workspace it acts on.
-//! - [`dlq`]: `enroll dlq list` and `enroll dlq replay`.
-//! - [`backfill`]: `enroll backfill plan` and `enroll backfill apply`.
-//! - [`audit`]: `enroll audit [--fix]`.
-//!
-//! Every report has a table view and `--json`; neither ever shows a full email address.
+//! The operator's commands: `enroll dlq list|replay|delete`, `enroll backfill plan|apply` and
+//! `enroll audit`, on the embedded default or a deployed stack (see [`crate::target`]).
 
-pub mod audit;
-pub mod backfill;
-pub mod dlq;
-pub mod target;
-
+use crate::target::{LocalTarget, StageArg, TargetArgs};
+use crate::{parse_platform, print_json};
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
+use enroll_core::dead_letters::{
+    self, ParkedMessage, QueueStage, ReplayReport, ReplayRequest, Selection,
+};
 use enroll_core::ids::Platform;
+use enroll_ops::{audit, backfill, dlq};
 use std::path::PathBuf;
 use std::time::Duration;
-use target::{QueuePair, Stage, Target, TargetArgs, Workspace};
 
 /// The operator subcommands, flattened into `enroll`'s own.
 #[derive(Debug, Subcommand)]
@@ -46,7 +39,7 @@ pub enum DlqCommand {
     List {
         /// One stage's dead-letter queue; both when left out.
         #[arg(long, value_enum)]
-        queue: Option<Stage>,
+        queue: Option<StageArg>,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -55,7 +48,7 @@ pub enum DlqCommand {
     /// Send parked messages back to their stage's queue, then delete them from the DLQ.
     Replay {
         #[arg(long, value_enum)]
-        queue: Option<Stage>,
+        queue: Option<StageArg>,
         /// Only messages whose reason contains this (ignoring case).
         #[arg(long, conflicts_with = "key")]
         reason: Option<String>,
@@ -66,6 +59,28 @@ pub enum DlqCommand {
         #[arg(long)]
         rate: Option<f64>,
         /// Say what would move; move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Delete parked messages for good (an event that must never be applied). Needs a
+    /// selection, or --all.
+    Delete {
+        #[arg(long, value_enum)]
+        queue: Option<StageArg>,
+        /// Only messages whose reason contains this (ignoring case).
+        #[arg(long, conflicts_with = "key")]
+        reason: Option<String>,
+        /// Only the message of this event key (e.g. stripe:evt_123).
+        #[arg(long)]
+        key: Option<String>,
+        /// Every parked message of the queue(s).
+        #[arg(long, conflicts_with_all = ["reason", "key"])]
+        all: bool,
+        /// Say what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
         #[arg(long)]
@@ -145,10 +160,6 @@ pub struct AuditArgs {
     pub target: TargetArgs,
 }
 
-fn parse_platform(s: &str) -> Result<Platform, String> {
-    Platform::parse(&s.to_lowercase()).ok_or_else(|| format!("unknown platform `{s}`"))
-}
-
 /// Runs one operator command.
 pub async fn run(cmd: OpsCommand) -> anyhow::Result<()> {
     match cmd {
@@ -158,16 +169,8 @@ pub async fn run(cmd: OpsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn stages(queue: Option<Stage>) -> Vec<Stage> {
-    queue
-        .map(|q| vec![q])
-        .unwrap_or_else(|| Stage::ALL.to_vec())
-}
-
-fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
+/// How long a DLQ listing, replay or delete through `enroll dev` may take.
+const DEV_TIMEOUT: Duration = Duration::from_secs(600);
 
 async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
     match cmd {
@@ -176,23 +179,17 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             json,
             target,
         } => {
-            let target = target.resolve().await?;
-            let mut msgs = Vec::new();
-            if let Some(dev) = target.dev() {
-                for s in stages(queue) {
-                    let got: Vec<dlq::ParkedMessage> = dev
-                        .call(
-                            dev.get("/admin/dlq").query(&[("queue", s.as_str())]),
-                            DEV_TIMEOUT,
-                        )
-                        .await?;
-                    msgs.extend(got);
+            let queue = queue.map(QueueStage::from);
+            let msgs: Vec<ParkedMessage> = match target.resolve().await? {
+                LocalTarget::Dev { dev, .. } => {
+                    let q: Vec<_> = queue.map(|q| ("queue", q.as_str())).into_iter().collect();
+                    dev.call(dev.get("/admin/dlq").query(&q), DEV_TIMEOUT)
+                        .await?
                 }
-            } else {
-                for pair in pairs(&target, queue)? {
-                    msgs.extend(dlq::list(&pair).await?);
-                }
-            }
+                here => dead_letters::list_all(&here.dead_letters(queue)?, queue, Utc::now())
+                    .await
+                    .map_err(|f| anyhow::anyhow!(f.to_string()))?,
+            };
             if json {
                 print_json(&msgs)
             } else {
@@ -209,90 +206,89 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
             json,
             target,
         } => {
-            let req = dlq::ReplayRequest {
-                queue,
-                selection: dlq::Selection { reason, key },
+            let req = ReplayRequest {
+                queue: queue.map(QueueStage::from),
+                selection: Selection { reason, key },
                 rate,
                 dry_run,
             };
-            let target = target.resolve().await?;
-            let reports = match target.dev() {
-                Some(dev) => {
-                    dev.call(dev.post("/admin/dlq/replay").json(&req), DEV_TIMEOUT)
-                        .await?
-                }
-                None => {
-                    let reports = replay_all(&pairs(&target, queue)?, &req).await?;
-                    if let Some(log) = replay_history(&target) {
-                        dlq::record_replays(log.as_ref(), &reports).await;
-                    }
-                    reports
-                }
-            };
-            if json {
-                print_json(&reports)?;
-            } else {
-                dlq::print_replay(&reports);
-            }
-            let failed: usize = reports.iter().map(|r| r.failed.len()).sum();
-            anyhow::ensure!(failed == 0, "{failed} message(s) could not be replayed");
-            Ok(())
-        }
-    }
-}
-
-/// Where a replay run here records itself in buyers' histories: the data directory's store, or
-/// the stack's table. None when there is neither (history is best-effort).
-fn replay_history(target: &Target) -> Option<std::sync::Arc<dyn enroll_core::ports::HistoryLog>> {
-    let days = |args: &target::TargetArgs| {
-        args.load_config()
-            .map_or(enroll_core::history::DEFAULT_RETENTION_DAYS, |c| {
-                c.history.retention_days
+            let mine = req.clone();
+            let reports = act(&target, "/admin/dlq/replay", &req, |here| async move {
+                let req = mine;
+                let pace = enroll_embedded::pace(req.rate)?;
+                let pace = pace
+                    .as_ref()
+                    .map(|p| p as &dyn enroll_core::ports::RateBudget);
+                let admins = here.dead_letters(req.queue)?;
+                let history = here.history();
+                dead_letters::replay_all(&admins, &req, pace, history.as_deref(), Utc::now())
+                    .await
+                    .map_err(|f| anyhow::anyhow!(f.to_string()))
             })
-    };
-    match target {
-        Target::Embedded(e) => {
-            let path = e.args.data_dir.join("store.log");
-            if !path.exists() {
-                return None;
-            }
-            let store = enroll_embedded::store::FileStore::open(&path).ok()?;
-            Some(std::sync::Arc::new(
-                store.with_history_retention(days(&e.args)),
-            ))
+            .await?;
+            finish(&reports, json, "replayed")
         }
-        Target::Aws(a) => a.ledger().ok().map(|l| l.history(days(&a.args))),
+        DlqCommand::Delete {
+            queue,
+            reason,
+            key,
+            all,
+            dry_run,
+            json,
+            target,
+        } => {
+            let req = ReplayRequest {
+                queue: queue.map(QueueStage::from),
+                selection: Selection { reason, key },
+                rate: None,
+                dry_run,
+            };
+            anyhow::ensure!(
+                all || !req.selection.is_everything(),
+                "say which parked messages to delete (--reason or --key), or --all"
+            );
+            let mine = req.clone();
+            let reports = act(&target, "/admin/dlq/delete", &req, |here| async move {
+                let req = mine;
+                let admins = here.dead_letters(req.queue)?;
+                let history = here.history();
+                dead_letters::delete_all(&admins, &req, history.as_deref(), Utc::now())
+                    .await
+                    .map_err(|f| anyhow::anyhow!(f.to_string()))
+            })
+            .await?;
+            finish(&reports, json, "deleted")
+        }
+    }
+}
+
+/// Runs a replay or delete through the running `enroll dev` (which owns the journal), or here.
+async fn act<F, Fut>(
+    target: &TargetArgs,
+    admin_path: &str,
+    req: &ReplayRequest,
+    here: F,
+) -> anyhow::Result<Vec<ReplayReport>>
+where
+    F: FnOnce(LocalTarget) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Vec<ReplayReport>>>,
+{
+    match target.resolve().await? {
+        LocalTarget::Dev { dev, .. } => dev.call(dev.post(admin_path).json(req), DEV_TIMEOUT).await,
+        local => here(local).await,
     }
 }
 
-fn pairs(target: &Target, queue: Option<Stage>) -> anyhow::Result<Vec<QueuePair>> {
-    let wanted = stages(queue);
-    let all = match target {
-        Target::Embedded(e) => e.open_queues()?,
-        Target::Aws(a) => a.queues(&wanted)?,
-    };
-    Ok(all
-        .into_iter()
-        .filter(|p| wanted.contains(&p.stage()))
-        .collect())
-}
-
-/// Replays each pair in turn.
-pub async fn replay_all(
-    pairs: &[QueuePair],
-    req: &dlq::ReplayRequest,
-) -> anyhow::Result<Vec<dlq::ReplayReport>> {
-    let mut out = Vec::new();
-    for p in pairs {
-        if req.queue.is_none_or(|q| q == p.stage()) {
-            out.push(dlq::replay(p, req).await?);
-        }
+fn finish(reports: &[ReplayReport], json: bool, what: &str) -> anyhow::Result<()> {
+    if json {
+        print_json(&reports)?;
+    } else {
+        dlq::print_replay(reports);
     }
-    Ok(out)
+    let failed: usize = reports.iter().map(|r| r.failed.len()).sum();
+    anyhow::ensure!(failed == 0, "{failed} message(s) could not be {what}");
+    Ok(())
 }
-
-/// How long a DLQ listing or replay through `enroll dev` may take.
-const DEV_TIMEOUT: Duration = Duration::from_secs(600);
 
 async fn run_backfill(cmd: BackfillCommand) -> anyhow::Result<()> {
     match cmd {
@@ -311,8 +307,7 @@ async fn run_backfill(cmd: BackfillCommand) -> anyhow::Result<()> {
                 Some(spec) => backfill::Columns::parse(&spec)?,
                 None => backfill::Columns::default(),
             };
-            let target = target.resolve().await?;
-            let ws = Workspace::open(&target, false, rate, None).await?;
+            let ws = target.resolve().await?.workspace(false, rate, None).await?;
             let file = std::fs::File::open(&sales)
                 .with_context(|| format!("opening {}", sales.display()))?;
             let rows = backfill::read_sales(file, &columns, &ws.config.catalog, platform)?;
@@ -355,10 +350,8 @@ async fn run_backfill(cmd: BackfillCommand) -> anyhow::Result<()> {
             target,
         } => {
             let target = target.resolve().await?;
-            if let Target::Embedded(e) = &target {
-                e.ensure_exclusive("enroll backfill apply")?;
-            }
-            let ws = Workspace::open(&target, true, rate, batch_size).await?;
+            target.ensure_exclusive("enroll backfill apply")?;
+            let ws = target.workspace(true, rate, batch_size).await?;
             let result = backfill::apply(
                 &ws,
                 &plan,
@@ -385,10 +378,10 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
         "--max-removal-share is a share between 0 and 1, e.g. 0.05"
     );
     let target = args.target.resolve().await?;
-    if let (true, Target::Embedded(e)) = (args.fix, &target) {
-        e.ensure_exclusive("enroll audit --fix")?;
+    if args.fix {
+        target.ensure_exclusive("enroll audit --fix")?;
     }
-    let ws = Workspace::open(&target, args.fix, args.rate, None).await?;
+    let ws = target.workspace(args.fix, args.rate, None).await?;
     let spinner = backfill::spinner(!args.json);
     let result = audit::run(
         &ws,
@@ -415,49 +408,4 @@ async fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
         "the fix was stopped by the mass-removal guard; nothing was changed"
     );
     Ok(())
-}
-
-/// Masks anything that looks like an address and is not masked already.
-pub fn mask_if_email(s: &str) -> String {
-    if s.contains('@') && !s.contains("***") {
-        enroll_core::redact::mask_email(s)
-    } else {
-        s.to_owned()
-    }
-}
-
-/// Prints rows under headers, each column as wide as its widest cell.
-pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(headers.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_are_masked_once() {
-        assert_eq!(mask_if_email("ada@example.com"), "a***@e***.com");
-        assert_eq!(mask_if_email("a***@e***.com"), "a***@e***.com");
-        assert_eq!(mask_if_email("stripe:evt_1"), "stripe:evt_1");
-    }
 }

@@ -7,13 +7,13 @@
 //! expiry pass one year later moves Notion Mastery buyers to the alumni Group. Each expectation is
 //! checked against the simulator's state, and any failure makes the command exit non-zero.
 
-use crate::runtime::{Options, Runtime};
 use crate::send;
 use anyhow::Context;
 use chrono::{Months, Utc};
 use enroll_core::config::Config;
 use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
+use enroll_embedded::runtime::{Options, Runtime};
 use enroll_platforms::Sample;
 use enroll_simulator::{PropertyValue, SimState};
 use serde::Serialize;
@@ -196,7 +196,7 @@ pub async fn run(mut config: Config, rate: f64) -> anyhow::Result<DemoReport> {
         simulate: true,
     })
     .await?;
-    let (addr, server) = crate::server::serve(rt.clone(), "127.0.0.1:0".parse()?).await?;
+    let (addr, server) = enroll_embedded::server::serve(rt.clone(), "127.0.0.1:0".parse()?).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = rt.spawn_workers(stop_rx);
     let mut s = Script {

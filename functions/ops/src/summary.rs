@@ -9,15 +9,12 @@
 //!
 //! Neither asks anything of Notion: counting costs no request of the Notion budget.
 
-use crate::ops::target::{running_dev, stack_outputs};
-use anyhow::{bail, Context};
+use anyhow::Context;
 use aws_sdk_cloudwatch::primitives::DateTime as AwsDateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric as CwMetric, MetricDataQuery, MetricStat};
-use enroll_core::metrics::{self, Function, Latency, Metric, Reason, Summary, Unit, NAMESPACE};
+use enroll_core::metrics::{Function, Latency, Metric, Reason, Summary, Unit, NAMESPACE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::time::Duration;
 
 /// What `enroll status --summary` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,12 +26,7 @@ pub struct SummaryReport {
     pub lambda_errors: BTreeMap<String, u64>,
 }
 
-/// The counters of this process, as the admin listener serves them.
-pub fn this_process() -> Summary {
-    metrics::global()
-        .snapshot()
-        .summary("since this `enroll dev` started")
-}
+pub use enroll_core::metrics::this_process;
 
 /// The summary line `enroll dev` prints each minute, only when a counter changed.
 #[derive(Debug, Default)]
@@ -55,32 +47,6 @@ impl MinuteLine {
         self.last = Some(now);
         line
     }
-}
-
-/// The counters of the running `enroll dev` on `data_dir`, or of `stack` over the last `hours`.
-pub async fn fetch(
-    stack: Option<&str>,
-    hours: u32,
-    data_dir: &Path,
-    url: Option<&str>,
-) -> anyhow::Result<SummaryReport> {
-    if let Some(stack) = stack.filter(|s| !s.is_empty()) {
-        return from_cloudwatch(stack, hours).await;
-    }
-    let Some(dev) = running_dev(data_dir, url).await? else {
-        bail!(
-            "no `enroll dev` is running on {}: its counters live in its memory. Start it, or \
-             pass --stack NAME for a deployed stack",
-            data_dir.display()
-        );
-    };
-    let summary: Summary = dev
-        .call(dev.get("/admin/metrics"), Duration::from_secs(10))
-        .await?;
-    Ok(SummaryReport {
-        summary,
-        lambda_errors: BTreeMap::new(),
-    })
 }
 
 /// One metric read from CloudWatch, and where its value goes in the summary.
@@ -173,12 +139,14 @@ fn queries(stack: &str, period: i32) -> Vec<(Read, MetricDataQuery)> {
     out
 }
 
-async fn from_cloudwatch(stack: &str, hours: u32) -> anyhow::Result<SummaryReport> {
+/// A stack's counters over the last `hours`, from CloudWatch.
+pub async fn from_cloudwatch(
+    sdk: &aws_config::SdkConfig,
+    stack: &str,
+    hours: u32,
+) -> anyhow::Result<SummaryReport> {
     let hours = hours.clamp(1, 24 * 14);
-    let sdk = enroll_aws::sdk_config().await;
-    // Fails clearly on a wrong name or region, before any metric is asked for.
-    stack_outputs(&sdk, stack).await?;
-    let client = aws_sdk_cloudwatch::Client::new(&sdk);
+    let client = aws_sdk_cloudwatch::Client::new(sdk);
     let end = chrono::Utc::now().timestamp();
     let start = end - i64::from(hours) * 3600;
     // One period over the whole window: one datapoint per series, percentiles exact over it.

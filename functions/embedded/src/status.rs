@@ -7,22 +7,23 @@
 //! Group names come from the simulated workspace, or on a real one from the catalog's names
 //! and `GET /Groups/{id}`; the report shows each Group's name and id.
 
-use crate::ops::target::{embedded_pair, running_dev, QueuePair, Stage};
+use crate::journal::Journal;
+use crate::queue::{EmbeddedQueue, QueueSettings};
 use crate::runtime::Runtime;
+use crate::store::FileStore;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use enroll_core::catalog::GroupRef;
 use enroll_core::config::{Config, ScimConfig};
+use enroll_core::dead_letters::{ParkedMessage, QueueStage, RawParked};
 use enroll_core::event::OrderEvent;
 use enroll_core::history::HistoryEntry;
 use enroll_core::ids::{BuyerEmail, NotionUserId};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
 use enroll_core::ports::Directory;
-use enroll_embedded::journal::Journal;
-use enroll_embedded::store::FileStore;
 use provision::GroupResolver;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -139,7 +140,7 @@ struct Found {
 impl Found {
     async fn gather(
         store: &FileStore,
-        provision: Option<&QueuePair>,
+        provision_dlq: Option<&EmbeddedQueue>,
         query: &str,
     ) -> anyhow::Result<Self> {
         let mut buyers = Vec::new();
@@ -147,8 +148,8 @@ impl Found {
             let orders = orders_of(store, &b).await?;
             buyers.push((b, orders));
         }
-        let parked = match provision {
-            Some(pair) => parked_events(pair, query, &buyers).await?,
+        let parked = match provision_dlq {
+            Some(dlq) => parked_events(dlq, query, &buyers),
             None => BTreeMap::new(),
         };
         let mut history = BTreeMap::new();
@@ -209,20 +210,11 @@ impl Found {
 
 /// The provision dead-letter queue's events that belong to the query: to one of `buyers`
 /// (by email or order), to the queried email, or to the queried order id.
-async fn parked_events(
-    pair: &QueuePair,
+fn parked_events(
+    dlq: &EmbeddedQueue,
     query: &str,
     buyers: &[(BuyerRecord, Vec<OrderRecord>)],
-) -> anyhow::Result<BTreeMap<BuyerEmail, Vec<ParkedEvent>>> {
-    let QueuePair::Embedded { dlq, .. } = pair else {
-        return Ok(BTreeMap::new());
-    };
-    // The operator's view of each message (reason, when it was parked) joined to its body.
-    let described: HashMap<String, crate::ops::dlq::ParkedMessage> = crate::ops::dlq::list(pair)
-        .await?
-        .into_iter()
-        .map(|m| (m.id.clone(), m))
-        .collect();
+) -> BTreeMap<BuyerEmail, Vec<ParkedEvent>> {
     let q = query.trim();
     let queried = q.contains('@').then(|| BuyerEmail::parse(q).ok()).flatten();
     let mut out: BTreeMap<BuyerEmail, Vec<ParkedEvent>> = BTreeMap::new();
@@ -249,17 +241,25 @@ async fn parked_events(
         if !wanted {
             continue;
         }
-        let seen = described.get(&m.id);
+        // The operator's view of the message: its reason and when it was parked.
+        let raw = RawParked {
+            id: m.id.clone(),
+            body: &m.body,
+            attributes: &m.attributes,
+            receive_count: m.receive_count,
+            sent_at: None,
+        };
+        let seen = ParkedMessage::describe(QueueStage::Provision, raw, Utc::now());
         out.entry(owner).or_default().push(ParkedEvent {
             event_key: event.key.as_string(),
             kind: event.kind.as_str().to_owned(),
             order: event.order.to_string(),
-            reason: seen.and_then(|d| d.reason.clone()),
-            parked_at: seen.and_then(|d| d.parked_at),
-            receive_count: seen.map_or(m.receive_count, |d| d.receive_count),
+            reason: seen.reason,
+            parked_at: seen.parked_at,
+            receive_count: seen.receive_count,
         });
     }
-    Ok(out)
+    out
 }
 
 /// Display names of Group ids on a real workspace: the catalog's Groups named by name,
@@ -377,12 +377,7 @@ fn simulated_names(state: enroll_simulator::SimState) -> BTreeMap<String, String
 
 /// The full report from a running runtime, including the sales record check.
 pub async fn lookup(rt: &Runtime, query: &str, now: DateTime<Utc>) -> anyhow::Result<StatusReport> {
-    let provision = QueuePair::Embedded {
-        stage: Stage::Provision,
-        source: rt.provision_queue.clone(),
-        dlq: rt.provision_dlq().clone(),
-    };
-    let found = Found::gather(&rt.store, Some(&provision), query).await?;
+    let found = Found::gather(&rt.store, Some(rt.provision_dlq()), query).await?;
     let names = match rt.simulator_state() {
         Some(state) => simulated_names(state),
         None => {
@@ -426,23 +421,13 @@ async fn sales_record_written(rt: &Runtime, b: &BuyerRecord) -> bool {
     false
 }
 
-/// `enroll status`: asks the running `enroll dev` that owns `data_dir` (which also checks the
-/// sales record), or reads the data directory itself. `config`, when it names a real
-/// workspace, is used to look up Group names there.
-pub async fn report(
+/// `enroll status` on a data directory no `enroll dev` runs on: reads its files without taking
+/// them over. `config`, when it names a real workspace, is used to look up Group names there.
+pub async fn from_data_dir(
     query: &str,
     data_dir: &Path,
-    url: Option<&str>,
     config: Option<&Config>,
 ) -> anyhow::Result<StatusReport> {
-    if let Some(dev) = running_dev(data_dir, url).await? {
-        return dev
-            .call(
-                dev.get("/admin/status").query(&[("q", query)]),
-                Duration::from_secs(30),
-            )
-            .await;
-    }
     let path = data_dir.join("store.log");
     anyhow::ensure!(
         path.exists(),
@@ -454,16 +439,18 @@ pub async fn report(
     let provision = if queues.exists() {
         let journal = Journal::open_read_only(&queues)
             .with_context(|| format!("reading {}", queues.display()))?;
-        let (source, dlq) = embedded_pair(&Arc::new(Mutex::new(journal)), Stage::Provision);
-        Some(QueuePair::Embedded {
-            stage: Stage::Provision,
-            source,
-            dlq,
-        })
+        let journal = Arc::new(Mutex::new(journal));
+        let dlq_name = QueueStage::Provision.dlq_name();
+        Some(EmbeddedQueue::new(
+            dlq_name,
+            journal,
+            QueueSettings::default(),
+            None,
+        ))
     } else {
         None
     };
-    let found = Found::gather(&store, provision.as_ref(), query).await?;
+    let found = Found::gather(&store, provision.as_deref(), query).await?;
     let simulated = std::fs::read(crate::runtime::sim_state_path(data_dir))
         .ok()
         .and_then(|b| serde_json::from_slice::<enroll_simulator::SimState>(&b).ok());

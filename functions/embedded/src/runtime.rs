@@ -5,15 +5,17 @@
 //! the same batch functions the Lambda functions call. With no SCIM or Notion token configured,
 //! an in-process simulator stands in for Notion and its state is kept in the data directory too.
 
+use crate::dead_letters::EmbeddedDeadLetters;
+use crate::journal::Journal;
+use crate::queue::{EmbeddedQueue, Message, QueueDeadLetters, QueueSettings};
+use crate::store::FileStore;
 use align::Aligner;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use enroll_core::batch::{BatchReport, Incoming};
 use enroll_core::config::{Config, Secret};
+use enroll_core::dead_letters::{DeadLetterAdmin, QueueStage};
 use enroll_core::timings::{StageTimings, Timings};
-use enroll_embedded::journal::Journal;
-use enroll_embedded::queue::{EmbeddedQueue, Message, QueueDeadLetters, QueueSettings};
-use enroll_embedded::store::FileStore;
 use enroll_notion::sales::SalesClient;
 use enroll_notion::scim::ScimClient;
 use enroll_simulator::{SimConfig, SimHandle, SimState};
@@ -104,7 +106,7 @@ impl Runtime {
                     notion_rate_limit: None,
                     // `/_sim/` shows every member: it takes the admin listener's token.
                     admin_token: Some(match &data_dir {
-                        Some(dir) => crate::server::admin_token(dir)?.expose().to_owned(),
+                        Some(dir) => crate::admin::admin_token(dir)?.expose().to_owned(),
                         None => uuid::Uuid::new_v4().simple().to_string(),
                     }),
                     max_members_per_patch: None,
@@ -196,6 +198,24 @@ impl Runtime {
             simulator,
             data_dir,
         }))
+    }
+
+    /// Both stages' dead-letter queues, for the operator.
+    pub fn dead_letters(&self) -> Vec<Arc<dyn DeadLetterAdmin>> {
+        [
+            (QueueStage::Provision, &self.provision_queue),
+            (QueueStage::Align, &self.align_queue),
+        ]
+        .into_iter()
+        .map(|(stage, source)| {
+            let dlq = source
+                .dead_letter_queue()
+                .expect("a stage queue has a DLQ")
+                .clone();
+            Arc::new(EmbeddedDeadLetters::new(stage, source.clone(), dlq))
+                as Arc<dyn DeadLetterAdmin>
+        })
+        .collect()
     }
 
     pub fn provision_dlq(&self) -> &Arc<EmbeddedQueue> {

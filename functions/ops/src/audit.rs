@@ -9,9 +9,9 @@
 //! more than `--max-removal-share` of the members of managed Groups, it stops and asks for
 //! `--yes`, since a ledger that lost data would otherwise empty the workspace.
 
-use super::backfill::{failure, Snapshot};
-use super::target::Workspace;
-use super::{mask_if_email, print_table};
+use crate::backfill::{failure, Snapshot};
+use crate::workspace::Workspace;
+use crate::{mask_if_email, print_table};
 use chrono::{DateTime, Utc};
 use enroll_core::history::{self, HistoryEntry, Stage};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId, OrderKey};
@@ -320,8 +320,8 @@ async fn fix(
     }
     // The ledger now records what enroll put each fixed buyer in, so the pipeline's next
     // reconcile starts from Notion as it is.
-    let store = ws.ledger.store();
-    let log = ws.ledger.history(ws.config.history.retention_days);
+    let store = ws.ledger.store.clone();
+    let log = ws.ledger.history.clone();
     for f in &fixes {
         for attempt in 0..5 {
             let Some(mut rec) = store.buyer(&f.email).await.map_err(failure)? else {

@@ -19,9 +19,6 @@
 //! simulator (3 against a tenth of a second of the rate) so jitter on a busy machine cannot
 //! turn into 429s that a real client with the same settings would not get either.
 
-use crate::ops::backfill::{self, ApplyOptions, Columns, PlanOptions};
-use crate::ops::target::{Ledger, Workspace};
-use crate::seed;
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use axum::extract::{Path as UrlPath, State};
@@ -38,8 +35,11 @@ use enroll_core::ids::{
 };
 use enroll_core::ports::{DeadLetters, ParkedReason, Queue, RateBudget};
 use enroll_core::Failure;
+use enroll_embedded::seed;
 use enroll_embedded::store::FileStore;
 use enroll_notion::scim::ScimClient;
+use enroll_ops::backfill::{self, ApplyOptions, Columns, PlanOptions};
+use enroll_ops::workspace::{Ledger, Workspace};
 use enroll_simulator::{Email, RateLimit, SimConfig, SimHandle, User};
 use ingest::{Ingest, WebhookRequest};
 use provision::Provisioner;
@@ -511,7 +511,9 @@ async fn backfill_bench(m: usize, rate: f64) -> anyhow::Result<Report> {
     let budget = metered(&cfg);
     let scim = ScimClient::new(&cfg.scim, budget.clone()).map_err(|f| anyhow::anyhow!(f.reason))?;
     let catalog = cfg.catalog.clone();
-    let ws = Workspace::new(cfg, Ledger::File(FileStore::in_memory()), scim);
+    let store = FileStore::in_memory();
+    let ledger = Ledger::new(store.clone(), Arc::new(store));
+    let ws = Workspace::new(cfg, ledger, scim);
     let dir = tempfile_dir()?;
     let plan_path = dir.join("backfill-plan.json");
 

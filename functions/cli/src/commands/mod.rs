@@ -1,0 +1,7 @@
+//! One module per group of commands; each reads its flags (clap `Args`) and acts through the
+//! crates that do the work.
+
+pub mod buyer;
+pub mod dev;
+pub mod lab;
+pub mod ops;

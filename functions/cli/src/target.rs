@@ -1,0 +1,483 @@
+//! Where the operator tools act: the embedded default (a data directory, or the `enroll dev` that
+//! owns it) or a deployed stack (queue URLs and table from its CloudFormation outputs, or given
+//! one by one), and the three things they act on there: a queue pair, the ledger, and the
+//! Notion workspace.
+//!
+//! A running `enroll dev` owns its data directory: its journals are open for appending, and a
+//! second writer would compact them from under it. So while it runs, `dlq list` and `dlq replay`
+//! go through its admin listener, reports read the files without taking them over, and commands
+//! that write the ledger (`backfill apply`, `audit --fix`) refuse and ask for it to be stopped.
+//! [`running_dev`] is that rule for every command (`status`, `link` and `expire` too): it finds
+//! the running `enroll dev` from the address and token in the data directory.
+
+use anyhow::{anyhow, bail, Context};
+use aws_config::SdkConfig;
+use clap::{Args, ValueEnum};
+use enroll_aws::dead_letters::SqsDeadLetterAdmin;
+use enroll_aws::{DynamoHistory, DynamoStore};
+use enroll_core::config::{Config, Secret};
+use enroll_core::dead_letters::{DeadLetterAdmin, QueueStage};
+use enroll_core::ports::HistoryLog;
+use enroll_embedded::admin_client::{running_dev, DevAdmin, SimulatedScim};
+use enroll_embedded::dead_letters::EmbeddedDeadLetters;
+use enroll_embedded::journal::Journal;
+use enroll_embedded::runtime::{self, Options, Runtime};
+use enroll_embedded::store::FileStore;
+use enroll_notion::rate::TokenBucket;
+use enroll_notion::ScimClient;
+use enroll_ops::workspace::{Ledger, Workspace};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Stack output names, as `template.yaml` declares them.
+pub const OUT_PROVISION_QUEUE: &str = "ProvisionQueueUrl";
+pub const OUT_PROVISION_DLQ: &str = "ProvisionDeadLetterQueueUrl";
+pub const OUT_ALIGN_QUEUE: &str = "AlignQueueUrl";
+pub const OUT_ALIGN_DLQ: &str = "AlignDeadLetterQueueUrl";
+pub const OUT_TABLE: &str = "TableName";
+pub const OUT_SECRET: &str = "SecretArn";
+
+/// Which stage's queues, as the flag `--queue` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StageArg {
+    Provision,
+    Align,
+}
+
+impl From<StageArg> for QueueStage {
+    fn from(s: StageArg) -> Self {
+        match s {
+            StageArg::Provision => QueueStage::Provision,
+            StageArg::Align => QueueStage::Align,
+        }
+    }
+}
+
+/// The flags every operator command takes to choose where it acts. Without `--stack` or any
+/// AWS resource, the embedded default in `--data-dir` is used.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TargetArgs {
+    /// The configuration file (catalog, SCIM settings, rate); the built-in example when left out.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The embedded default's data directory.
+    #[arg(long, default_value = ".enroll")]
+    pub data_dir: PathBuf,
+    /// The admin address of a running `enroll dev`, which owns the data directory while it
+    /// runs; by default the one it recorded in the data directory (`dev.json`).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// A deployed stack: queue URLs, table and secret come from its outputs (standard AWS
+    /// credential chain and region).
+    #[arg(long, env = "ENROLL_STACK")]
+    pub stack: Option<String>,
+    /// The DynamoDB table, overriding the stack's.
+    #[arg(long, env = "ENROLL_TABLE")]
+    pub table: Option<String>,
+    #[arg(long, env = "ENROLL_PROVISION_QUEUE_URL")]
+    pub provision_queue_url: Option<String>,
+    #[arg(long, env = "ENROLL_PROVISION_DLQ_URL")]
+    pub provision_dlq_url: Option<String>,
+    #[arg(long, env = "ENROLL_ALIGN_QUEUE_URL")]
+    pub align_queue_url: Option<String>,
+    #[arg(long, env = "ENROLL_ALIGN_DLQ_URL")]
+    pub align_dlq_url: Option<String>,
+    /// The Secrets Manager secret holding the SCIM token, overriding the stack's.
+    #[arg(long, env = "ENROLL_SECRET_ID")]
+    pub secret_id: Option<String>,
+}
+
+/// A deployed stack's resources; any may be missing when given one by one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsResources {
+    pub table: Option<String>,
+    pub provision_queue_url: Option<String>,
+    pub provision_dlq_url: Option<String>,
+    pub align_queue_url: Option<String>,
+    pub align_dlq_url: Option<String>,
+    pub secret_id: Option<String>,
+}
+
+impl AwsResources {
+    /// Reads the resources from a stack's outputs (key to value).
+    pub fn from_outputs(outputs: &HashMap<String, String>) -> Self {
+        let get = |k: &str| outputs.get(k).filter(|v| !v.is_empty()).cloned();
+        Self {
+            table: get(OUT_TABLE),
+            provision_queue_url: get(OUT_PROVISION_QUEUE),
+            provision_dlq_url: get(OUT_PROVISION_DLQ),
+            align_queue_url: get(OUT_ALIGN_QUEUE),
+            align_dlq_url: get(OUT_ALIGN_DLQ),
+            secret_id: get(OUT_SECRET),
+        }
+    }
+
+    /// Explicit values win over the stack's.
+    pub fn overridden_by(mut self, args: &TargetArgs) -> Self {
+        let pick = |mine: &mut Option<String>, given: &Option<String>| {
+            if let Some(v) = given.as_ref().filter(|v| !v.is_empty()) {
+                *mine = Some(v.clone());
+            }
+        };
+        pick(&mut self.table, &args.table);
+        pick(&mut self.provision_queue_url, &args.provision_queue_url);
+        pick(&mut self.provision_dlq_url, &args.provision_dlq_url);
+        pick(&mut self.align_queue_url, &args.align_queue_url);
+        pick(&mut self.align_dlq_url, &args.align_dlq_url);
+        pick(&mut self.secret_id, &args.secret_id);
+        self
+    }
+
+    fn queues(&self, stage: QueueStage) -> (Option<&String>, Option<&String>) {
+        match stage {
+            QueueStage::Provision => (
+                self.provision_queue_url.as_ref(),
+                self.provision_dlq_url.as_ref(),
+            ),
+            QueueStage::Align => (self.align_queue_url.as_ref(), self.align_dlq_url.as_ref()),
+        }
+    }
+}
+
+impl TargetArgs {
+    fn names_aws(&self) -> bool {
+        [
+            &self.stack,
+            &self.table,
+            &self.provision_queue_url,
+            &self.provision_dlq_url,
+            &self.align_queue_url,
+            &self.align_dlq_url,
+        ]
+        .iter()
+        .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+    }
+
+    pub fn load_config(&self) -> anyhow::Result<Config> {
+        enroll_embedded::config_file::load(self.config.as_deref())
+    }
+
+    /// Decides where the command acts: a stack when any AWS resource is named, else the
+    /// running `enroll dev` that owns the data directory, else the data directory itself. For
+    /// a stack its outputs are read once.
+    pub async fn resolve(&self) -> anyhow::Result<LocalTarget> {
+        if !self.names_aws() {
+            return Ok(
+                match running_dev(&self.data_dir, self.url.as_deref()).await? {
+                    Some(dev) => LocalTarget::Dev {
+                        dev,
+                        args: self.clone(),
+                    },
+                    None => LocalTarget::DataDir { args: self.clone() },
+                },
+            );
+        }
+        let sdk = enroll_aws::sdk_config().await;
+        let from_stack = match &self.stack {
+            Some(name) => AwsResources::from_outputs(&stack_outputs(&sdk, name).await?),
+            None => AwsResources::default(),
+        };
+        Ok(LocalTarget::Stack(Box::new(Aws {
+            res: from_stack.overridden_by(self),
+            endpoint_override: sdk.endpoint_url().is_some()
+                || std::env::var_os("AWS_ENDPOINT_URL_SQS").is_some(),
+            sdk,
+            args: self.clone(),
+        })))
+    }
+}
+
+/// A stack's outputs, key to value.
+pub async fn stack_outputs(
+    sdk: &SdkConfig,
+    stack: &str,
+) -> anyhow::Result<HashMap<String, String>> {
+    let client = aws_sdk_cloudformation::Client::new(sdk);
+    let out = client
+        .describe_stacks()
+        .stack_name(stack)
+        .send()
+        .await
+        .with_context(|| format!("reading the outputs of stack `{stack}`"))?;
+    let stack = out
+        .stacks()
+        .first()
+        .ok_or_else(|| anyhow!("stack `{stack}` not found"))?;
+    Ok(stack
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_owned(), o.output_value()?.to_owned())))
+        .collect())
+}
+
+/// Where an operator command acts. Every command resolves one ([`TargetArgs::resolve`]) and
+/// asks it for what it needs: the dead-letter queues, the ledger, the workspace.
+pub enum LocalTarget {
+    /// The running `enroll dev` that owns the data directory: commands go through its admin
+    /// listener, reports read the files without taking them over, and commands that write the
+    /// ledger refuse.
+    Dev { dev: DevAdmin, args: TargetArgs },
+    /// The data directory, opened here: no `enroll dev` runs on it.
+    DataDir { args: TargetArgs },
+    /// A deployed stack (boxed: it is much larger than the others).
+    Stack(Box<Aws>),
+}
+
+pub struct Aws {
+    pub sdk: SdkConfig,
+    pub res: AwsResources,
+    /// An endpoint override (moto, LocalStack): SQS's message move task is not tried there.
+    pub endpoint_override: bool,
+    pub args: TargetArgs,
+}
+
+impl LocalTarget {
+    /// Refuses while `enroll dev` runs: for commands that write the ledger.
+    pub fn ensure_exclusive(&self, what: &str) -> anyhow::Result<()> {
+        if let LocalTarget::Dev { dev, args } = self {
+            bail!(
+                "`enroll dev` is running at {} and owns {}: stop it (Ctrl-C) and run `{what}` again",
+                dev.url,
+                args.data_dir.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// The dead-letter queues of `queue` (both stages when `None`), opened here, not through a
+    /// running `enroll dev`.
+    pub fn dead_letters(
+        &self,
+        queue: Option<QueueStage>,
+    ) -> anyhow::Result<Vec<Arc<dyn DeadLetterAdmin>>> {
+        match self {
+            LocalTarget::Dev { dev, args } => bail!(
+                "`enroll dev` is running at {} and owns {}",
+                dev.url,
+                args.data_dir.display()
+            ),
+            LocalTarget::DataDir { args } => {
+                let path = args.data_dir.join("queues.log");
+                anyhow::ensure!(
+                    path.exists(),
+                    "no queues in {} (run `enroll dev` there first, or pass --data-dir)",
+                    args.data_dir.display()
+                );
+                let journal =
+                    Journal::open(&path).with_context(|| format!("opening {}", path.display()))?;
+                Ok(EmbeddedDeadLetters::on_journal(&Arc::new(Mutex::new(
+                    journal,
+                ))))
+            }
+            LocalTarget::Stack(aws) => aws.dead_letters(queue),
+        }
+    }
+
+    /// Where an operator action here is recorded in buyers' histories: the data directory's
+    /// store, or the stack's table. None when there is neither (history is best-effort).
+    pub fn history(&self) -> Option<Arc<dyn HistoryLog>> {
+        let days = |args: &TargetArgs| {
+            args.load_config()
+                .map_or(enroll_core::history::DEFAULT_RETENTION_DAYS, |c| {
+                    c.history.retention_days
+                })
+        };
+        match self {
+            LocalTarget::Dev { .. } => None,
+            LocalTarget::DataDir { args } => {
+                let path = args.data_dir.join("store.log");
+                let store = FileStore::open(&path).ok().filter(|_| path.exists())?;
+                Some(Arc::new(store.with_history_retention(days(args))))
+            }
+            LocalTarget::Stack(aws) => {
+                let table = aws.res.table.as_ref()?;
+                let client = aws_sdk_dynamodb::Client::new(&aws.sdk);
+                Some(Arc::new(
+                    DynamoHistory::new(client, table).with_retention(days(&aws.args)),
+                ))
+            }
+        }
+    }
+
+    /// The workspace backfill and audit act on. `writes` says whether the command changes the
+    /// ledger; `rate` (requests per second) overrides the configured budget; `batch_size` the
+    /// configured members per Group PATCH.
+    pub async fn workspace(
+        &self,
+        writes: bool,
+        rate: Option<f64>,
+        batch_size: Option<usize>,
+    ) -> anyhow::Result<Workspace> {
+        if writes {
+            self.ensure_exclusive("this command")?;
+        }
+        let mut runtime = None;
+        let (mut config, ledger) = match self {
+            LocalTarget::Stack(aws) => (aws.config().await?, aws.ledger()?),
+            LocalTarget::Dev { dev, args } => {
+                let mut config = args.load_config()?;
+                if runtime::needs_simulator(&config) {
+                    let sim: SimulatedScim = dev
+                        .call(dev.get("/admin/notion"), Duration::from_secs(10))
+                        .await
+                        .context("asking `enroll dev` for its simulated workspace")?;
+                    config.scim.base_url = sim.scim_base_url;
+                    config.scim.token = Secret::new(sim.scim_token);
+                }
+                let path = args.data_dir.join("store.log");
+                let store = FileStore::open_read_only(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                let history = store
+                    .clone()
+                    .with_history_retention(config.history.retention_days);
+                (config, Ledger::new(store, Arc::new(history)))
+            }
+            LocalTarget::DataDir { args } => {
+                let rt = Runtime::start(Options {
+                    config: args.load_config()?,
+                    data_dir: Some(args.data_dir.clone()),
+                    timings: Default::default(),
+                    simulate: false,
+                })
+                .await?;
+                let config = (*rt.config).clone();
+                let history = rt
+                    .store
+                    .clone()
+                    .with_history_retention(config.history.retention_days);
+                let ledger = Ledger::new(rt.store.clone(), Arc::new(history));
+                runtime = Some(rt);
+                (config, ledger)
+            }
+        };
+        if let Some(n) = batch_size {
+            config.scim.batch_size = n.max(1);
+        }
+        anyhow::ensure!(
+            !config.scim.token.is_empty(),
+            "no SCIM token: set ENROLL_SCIM_TOKEN, the configuration's scim.token, or the stack's secret"
+        );
+        let budget = match rate {
+            Some(r) => {
+                anyhow::ensure!(r.is_finite() && r > 0.0, "--rate must be positive");
+                Arc::new(TokenBucket::new(r, 1))
+            }
+            None => Arc::new(TokenBucket::from_config(&config.rate)),
+        };
+        let scim = ScimClient::new(&config.scim, budget).map_err(|f| anyhow!(f.reason))?;
+        let ws = Workspace::new(config, ledger, scim);
+        Ok(match runtime {
+            // The simulated workspace this process ran is saved when the command is done.
+            Some(rt) => ws.on_finish(move || rt.save_simulator()),
+            None => ws,
+        })
+    }
+}
+
+impl Aws {
+    /// The stages' queues on SQS; an error names the flag a missing URL needs.
+    pub fn dead_letters(
+        &self,
+        queue: Option<QueueStage>,
+    ) -> anyhow::Result<Vec<Arc<dyn DeadLetterAdmin>>> {
+        let client = aws_sdk_sqs::Client::new(&self.sdk);
+        QueueStage::ALL
+            .iter()
+            .filter(|s| queue.is_none_or(|q| q == **s))
+            .map(|&stage| {
+                let (source, dlq) = self.res.queues(stage);
+                let missing = |what: &str| {
+                    anyhow!(
+                        "no {} {what} URL: pass --stack or --{}-{}-url",
+                        stage.as_str(),
+                        stage.as_str(),
+                        if what == "queue" { "queue" } else { "dlq" }
+                    )
+                };
+                Ok(Arc::new(SqsDeadLetterAdmin {
+                    stage,
+                    client: client.clone(),
+                    source_url: source.ok_or_else(|| missing("queue"))?.clone(),
+                    dlq_url: dlq.ok_or_else(|| missing("dead-letter queue"))?.clone(),
+                    move_task: !self.endpoint_override,
+                }) as Arc<dyn DeadLetterAdmin>)
+            })
+            .collect()
+    }
+
+    pub fn ledger(&self) -> anyhow::Result<Ledger> {
+        let table = self
+            .res
+            .table
+            .clone()
+            .ok_or_else(|| anyhow!("no table: pass --stack or --table"))?;
+        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let days = self.args.load_config()?.history.retention_days;
+        let history = DynamoHistory::new(client.clone(), &table).with_retention(days);
+        Ok(Ledger::new(
+            DynamoStore::new(client, table),
+            Arc::new(history),
+        ))
+    }
+
+    /// The configuration file with the stack's secrets (the SCIM token) and then the
+    /// `ENROLL_*` environment applied.
+    pub async fn config(&self) -> anyhow::Result<Config> {
+        let mut cfg = self.args.load_config()?;
+        if let Some(id) = &self.res.secret_id {
+            let client = aws_sdk_secretsmanager::Client::new(&self.sdk);
+            let doc = enroll_aws::load_secrets(&client, id)
+                .await
+                .map_err(|f| anyhow!("reading the stack's secret: {}", f.reason))?;
+            doc.apply(&mut cfg);
+        }
+        cfg.apply_env(|k| std::env::var(k).ok());
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_outputs_map_to_resources_and_flags_override_them() {
+        let outputs: HashMap<String, String> = [
+            (OUT_PROVISION_QUEUE, "https://sqs/p"),
+            (OUT_PROVISION_DLQ, "https://sqs/p-dlq"),
+            (OUT_ALIGN_QUEUE, "https://sqs/a"),
+            (OUT_ALIGN_DLQ, "https://sqs/a-dlq"),
+            (OUT_TABLE, "enroll-prod"),
+            (OUT_SECRET, "arn:aws:secretsmanager:x"),
+            ("WebhookBaseUrl", "https://x/webhooks/"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let res = AwsResources::from_outputs(&outputs);
+        assert_eq!(res.table.as_deref(), Some("enroll-prod"));
+        assert_eq!(res.provision_dlq_url.as_deref(), Some("https://sqs/p-dlq"));
+        assert_eq!(res.align_queue_url.as_deref(), Some("https://sqs/a"));
+        assert_eq!(res.secret_id.as_deref(), Some("arn:aws:secretsmanager:x"));
+
+        let args = TargetArgs {
+            table: Some("enroll-test".into()),
+            ..TargetArgs::default()
+        };
+        let res = res.overridden_by(&args);
+        assert_eq!(res.table.as_deref(), Some("enroll-test"));
+        assert_eq!(res.provision_queue_url.as_deref(), Some("https://sqs/p"));
+    }
+
+    #[test]
+    fn only_named_aws_resources_leave_the_embedded_default() {
+        assert!(!TargetArgs::default().names_aws());
+        let args = TargetArgs {
+            stack: Some("enroll".into()),
+            ..TargetArgs::default()
+        };
+        assert!(args.names_aws());
+    }
+}
