@@ -360,10 +360,59 @@ async fn status_shows_a_purchase_parked_in_the_dead_letter_queue() -> Result<()>
         let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
         assert_eq!(listed.len(), 1);
 
+        // A delete says which messages, and rehearses first; through the dev too.
+        let dir_arg = d.to_str().unwrap();
+        let refused = run(&["dlq", "delete", "--data-dir", dir_arg])?;
+        assert!(
+            !refused.status.success(),
+            "a delete of everything needs --all"
+        );
+        let key = parked.event_key.as_str();
+        let out = run(&[
+            "dlq",
+            "delete",
+            "--key",
+            key,
+            "--dry-run",
+            "--json",
+            "--data-dir",
+            dir_arg,
+        ])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reports: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+        let would: u64 = reports
+            .iter()
+            .map(|r| r["moved_count"].as_u64().unwrap_or(0))
+            .sum();
+        assert_eq!(would, 1, "{reports:?}");
+
         // And once the dev is gone, from the data directory.
         dev.interrupt()?;
         let offline = status(&d, "grace@example.com")?;
-        assert_eq!(offline.buyers[0].parked.len(), 1);
+        assert_eq!(
+            offline.buyers[0].parked.len(),
+            1,
+            "a dry run deletes nothing"
+        );
+        let out = run(&["dlq", "delete", "--key", key, "--data-dir", dir_arg])?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let after = status(&d, "grace@example.com")?;
+        assert!(after.buyers[0].parked.is_empty(), "deleted for good");
+        assert!(
+            after.buyers[0]
+                .history
+                .iter()
+                .any(|h| h.what.contains("deleted from the dead-letter queue")),
+            "the delete is in the buyer's history"
+        );
         Ok(())
     })
     .await??;

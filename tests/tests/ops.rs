@@ -334,26 +334,6 @@ async fn replay_after_an_outage_completes_every_parked_event_exactly_once() -> R
     Ok(())
 }
 
-/// The `enroll` binary, built (or found up to date) for the profile these tests run in.
-fn enroll_binary() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no profile directory")?
-        .to_owned();
-    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    build
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-        .args(["build", "--quiet", "-p", "enroll-cli", "--bin", "enroll"]);
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build.status().context("building enroll")?;
-    anyhow::ensure!(status.success(), "building enroll failed");
-    Ok(profile_dir.join("enroll"))
-}
-
 fn enroll(bin: &Path, args: &[String]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.args(args)
@@ -415,7 +395,7 @@ async fn an_apply_killed_midway_resumes_without_repeating_a_request() -> Result<
         }
         v
     };
-    let bin = tokio::task::spawn_blocking(enroll_binary).await??;
+    let bin = tokio::task::spawn_blocking(enroll_tests::enroll_bin::path).await??;
 
     let out = output(enroll(
         &bin,
@@ -675,5 +655,72 @@ async fn the_mass_removal_guard_stops_a_fix_that_exceeds_the_share() -> Result<(
     let done = audit::run(&ws, &opts(true), Utc::now(), &backfill::spinner(false)).await?;
     assert!(done.fix.context("fix report")?.applied);
     assert_eq!(sim.group_members(NM_GROUP).len(), 2);
+    Ok(())
+}
+
+/// `enroll dlq` on a stack's queues, named by URL: list, delete one event, replay the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_dlq_on_sqs_lists_deletes_and_replays() -> Result<()> {
+    let queues = moto::queue_with_dlq(5, 30).await?;
+    let dead = SqsDeadLetters::new(queues.client.clone(), &queues.dlq_url, "provision");
+    for i in 0..3 {
+        dead.park(&format!("{{\"n\":{i}}}"), &parked(i)).await?;
+    }
+    let bin = tokio::task::spawn_blocking(enroll_tests::enroll_bin::path).await??;
+    let dlq = |args: &[&str]| {
+        let mut all: Vec<String> = vec!["dlq".into()];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all.extend([
+            "--queue".into(),
+            "provision".into(),
+            "--provision-queue-url".into(),
+            queues.url.clone(),
+            "--provision-dlq-url".into(),
+            queues.dlq_url.clone(),
+            "--json".into(),
+        ]);
+        let mut cmd = enroll(&bin, &all);
+        cmd.env("AWS_ENDPOINT_URL", moto::endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1");
+        output(cmd)
+    };
+    let ok = |out: &std::process::Output| -> Result<Value> {
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let listed = ok(&dlq(&["list"]).await?)?;
+    assert_eq!(listed.as_array().map(Vec::len), Some(3), "{listed}");
+
+    let deleted = ok(&dlq(&["delete", "--key", "stripe:evt_0"]).await?)?;
+    assert_eq!(deleted[0]["moved_count"], 1, "{deleted}");
+    assert_eq!(deleted[0]["method"], "delete");
+    let replayed = ok(&dlq(&["replay", "--reason", "503 OUTAGE"]).await?)?;
+    assert_eq!(replayed[0]["moved_count"], 2, "{replayed}");
+    assert_eq!(replayed[0]["method"], "receive-send-delete");
+    let left = ok(&dlq(&["list"]).await?)?;
+    assert_eq!(left.as_array().map(Vec::len), Some(0), "{left}");
+
+    // The two replayed messages are in the source queue; the deleted one is nowhere.
+    let source = SqsDeadLetterAdmin {
+        stage: QueueStage::Provision,
+        client: queues.client.clone(),
+        source_url: queues.dlq_url.clone(),
+        dlq_url: queues.url.clone(),
+        move_task: false,
+    };
+    let mut bodies: Vec<String> = source
+        .list(Utc::now())
+        .await?
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 2, "the replayed two, not the deleted one");
     Ok(())
 }

@@ -77,6 +77,28 @@ pub struct BuyerStatus {
     pub history: Vec<HistoryEntry>,
 }
 
+impl BuyerStatus {
+    /// A buyer the ledger does not hold, known from a parked event or from their history.
+    fn not_in_ledger(
+        email: &BuyerEmail,
+        parked: Vec<ParkedEvent>,
+        history: Vec<HistoryEntry>,
+    ) -> Self {
+        BuyerStatus {
+            email: email.as_str().to_owned(),
+            in_ledger: false,
+            notion_user_id: None,
+            groups: Vec::new(),
+            grants: Vec::new(),
+            unknown_items: Vec::new(),
+            next_change_at: None,
+            sales_record: None,
+            history,
+            parked,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StatusReport {
     pub query: String,
@@ -153,7 +175,15 @@ impl Found {
             None => BTreeMap::new(),
         };
         let mut history = BTreeMap::new();
-        let emails = buyers.iter().map(|(b, _)| &b.email).chain(parked.keys());
+        // A queried address that is neither in the ledger nor parked may still have a history
+        // (an event deleted from the dead-letter queue, say): that is shown too.
+        let q = query.trim();
+        let queried = q.contains('@').then(|| BuyerEmail::parse(q).ok()).flatten();
+        let emails = buyers
+            .iter()
+            .map(|(b, _)| &b.email)
+            .chain(parked.keys())
+            .chain(queried.as_ref());
         for email in emails {
             let entries = enroll_core::ports::HistoryLog::history(store, email)
                 .await
@@ -188,21 +218,16 @@ impl Found {
             out.push((Some(b), status));
         }
         for (email, parked) in self.parked {
-            out.push((
-                None,
-                BuyerStatus {
-                    email: email.as_str().to_owned(),
-                    in_ledger: false,
-                    notion_user_id: None,
-                    groups: Vec::new(),
-                    grants: Vec::new(),
-                    unknown_items: Vec::new(),
-                    next_change_at: None,
-                    sales_record: None,
-                    history: self.history.remove(&email).unwrap_or_default(),
-                    parked,
-                },
-            ));
+            let history = self.history.remove(&email).unwrap_or_default();
+            out.push((None, BuyerStatus::not_in_ledger(&email, parked, history)));
+        }
+        for (email, history) in self.history {
+            if !history.is_empty() {
+                out.push((
+                    None,
+                    BuyerStatus::not_in_ledger(&email, Vec::new(), history),
+                ));
+            }
         }
         out
     }
