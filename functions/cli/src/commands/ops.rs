@@ -47,47 +47,55 @@ pub enum DlqCommand {
     },
     /// Send parked messages back to their stage's queue, then delete them from the DLQ.
     Replay {
-        #[arg(long, value_enum)]
-        queue: Option<StageArg>,
-        /// Only messages whose reason contains this (ignoring case).
-        #[arg(long, conflicts_with = "key")]
-        reason: Option<String>,
-        /// Only the message of this event key (e.g. stripe:evt_123).
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        picked: Picked,
         /// Messages per second.
         #[arg(long)]
         rate: Option<f64>,
-        /// Say what would move; move nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        target: TargetArgs,
     },
     /// Delete parked messages for good (an event that must never be applied). Needs a
     /// selection, or --all.
     Delete {
-        #[arg(long, value_enum)]
-        queue: Option<StageArg>,
-        /// Only messages whose reason contains this (ignoring case).
-        #[arg(long, conflicts_with = "key")]
-        reason: Option<String>,
-        /// Only the message of this event key (e.g. stripe:evt_123).
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        picked: Picked,
         /// Every parked message of the queue(s).
         #[arg(long, conflicts_with_all = ["reason", "key"])]
         all: bool,
-        /// Say what would be deleted; delete nothing.
-        #[arg(long)]
-        dry_run: bool,
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        target: TargetArgs,
     },
+}
+
+/// Which parked messages a replay or delete takes, and where.
+#[derive(Debug, Args)]
+pub struct Picked {
+    #[arg(long, value_enum)]
+    queue: Option<StageArg>,
+    /// Only messages whose reason contains this (ignoring case).
+    #[arg(long, conflicts_with = "key")]
+    reason: Option<String>,
+    /// Only the message of this event key (e.g. stripe:evt_123).
+    #[arg(long)]
+    key: Option<String>,
+    /// Say what would happen; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: TargetArgs,
+}
+
+impl Picked {
+    fn request(&self, rate: Option<f64>) -> ReplayRequest {
+        ReplayRequest {
+            queue: self.queue.map(QueueStage::from),
+            selection: Selection {
+                reason: self.reason.clone(),
+                key: self.key.clone(),
+            },
+            rate,
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,67 +205,51 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                 Ok(())
             }
         }
-        DlqCommand::Replay {
-            queue,
-            reason,
-            key,
-            rate,
-            dry_run,
-            json,
-            target,
-        } => {
-            let req = ReplayRequest {
-                queue: queue.map(QueueStage::from),
-                selection: Selection { reason, key },
-                rate,
-                dry_run,
-            };
+        DlqCommand::Replay { picked, rate } => {
+            let req = picked.request(rate);
             let mine = req.clone();
-            let reports = act(&target, "/admin/dlq/replay", &req, |here| async move {
-                let req = mine;
-                let pace = enroll_embedded::pace(req.rate)?;
-                let pace = pace
-                    .as_ref()
-                    .map(|p| p as &dyn enroll_core::ports::RateBudget);
-                let admins = here.dead_letters(req.queue)?;
-                let history = here.history();
-                dead_letters::replay_all(&admins, &req, pace, history.as_deref(), Utc::now())
-                    .await
-                    .map_err(|f| anyhow::anyhow!(f.to_string()))
-            })
+            let reports = act(
+                &picked.target,
+                "/admin/dlq/replay",
+                &req,
+                |here| async move {
+                    let req = mine;
+                    let pace = enroll_embedded::pace(req.rate)?;
+                    let pace = pace
+                        .as_ref()
+                        .map(|p| p as &dyn enroll_core::ports::RateBudget);
+                    let admins = here.dead_letters(req.queue)?;
+                    let history = here.history();
+                    dead_letters::replay_all(&admins, &req, pace, history.as_deref(), Utc::now())
+                        .await
+                        .map_err(|f| anyhow::anyhow!(f.to_string()))
+                },
+            )
             .await?;
-            finish(&reports, json, "replayed")
+            finish(&reports, picked.json, "replayed")
         }
-        DlqCommand::Delete {
-            queue,
-            reason,
-            key,
-            all,
-            dry_run,
-            json,
-            target,
-        } => {
-            let req = ReplayRequest {
-                queue: queue.map(QueueStage::from),
-                selection: Selection { reason, key },
-                rate: None,
-                dry_run,
-            };
+        DlqCommand::Delete { picked, all } => {
+            let req = picked.request(None);
             anyhow::ensure!(
                 all || !req.selection.is_everything(),
                 "say which parked messages to delete (--reason or --key), or --all"
             );
             let mine = req.clone();
-            let reports = act(&target, "/admin/dlq/delete", &req, |here| async move {
-                let req = mine;
-                let admins = here.dead_letters(req.queue)?;
-                let history = here.history();
-                dead_letters::delete_all(&admins, &req, history.as_deref(), Utc::now())
-                    .await
-                    .map_err(|f| anyhow::anyhow!(f.to_string()))
-            })
+            let reports = act(
+                &picked.target,
+                "/admin/dlq/delete",
+                &req,
+                |here| async move {
+                    let req = mine;
+                    let admins = here.dead_letters(req.queue)?;
+                    let history = here.history();
+                    dead_letters::delete_all(&admins, &req, history.as_deref(), Utc::now())
+                        .await
+                        .map_err(|f| anyhow::anyhow!(f.to_string()))
+                },
+            )
             .await?;
-            finish(&reports, json, "deleted")
+            finish(&reports, picked.json, "deleted")
         }
     }
 }
