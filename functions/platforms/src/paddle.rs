@@ -50,22 +50,22 @@ use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
 use serde_json::{json, Value};
 
-const HEADER: &str = "paddle-signature";
+/// `ts=..;h1=..;h1=..`: see the module documentation.
+const SIGNATURE: sign::TimestampedHex = sign::TimestampedHex {
+    platform: Platform::Paddle,
+    header: "Paddle-Signature",
+    separator: ';',
+    timestamp_key: "ts",
+    signature_key: "h1",
+    joiner: ":",
+};
 
 pub(crate) fn receive(
     cfg: &PlatformConfig,
     req: &Inbound<'_>,
     now: DateTime<Utc>,
 ) -> Result<Accepted, Rejected> {
-    let secrets = sign::secrets(Platform::Paddle, cfg)?;
-    let (ts, sigs) = parse_header(sign::auth_header(req, HEADER)?)?;
-    let keys = secrets.iter().map(|s| s.as_bytes());
-    if !sign::any_mac_matches(keys, &[ts.as_bytes(), b":", req.body], &sigs) {
-        return Err(Rejected::unauthorized(
-            "Paddle-Signature matches no configured secret",
-        ));
-    }
-    let signed_at = sign::fresh(ts, "Paddle-Signature timestamp", cfg, now)?;
+    let signed_at = SIGNATURE.verify(cfg, req, now)?;
 
     let v = extract::json(req.body)?;
     let event_type = extract::required(text(&v, "/event_type"), "event_type")?;
@@ -137,26 +137,6 @@ pub(crate) fn receive(
         occurred_at,
     }
     .accept(Platform::Paddle)
-}
-
-/// `ts=..;h1=..;h1=..`: the first `ts` and every well-formed `h1`.
-fn parse_header(header: &str) -> Result<(&str, Vec<Vec<u8>>), Rejected> {
-    let mut ts = None;
-    let mut sigs = Vec::new();
-    for (k, v) in header.split(';').filter_map(|kv| kv.split_once('=')) {
-        match k.trim() {
-            "ts" if ts.is_none() => ts = Some(v.trim()),
-            "h1" => sigs.extend(sign::decode_hex_sig(v)),
-            _ => {}
-        }
-    }
-    let ts = ts.ok_or_else(|| Rejected::unauthorized("Paddle-Signature has no timestamp (ts=)"))?;
-    if sigs.is_empty() {
-        return Err(Rejected::unauthorized(
-            "Paddle-Signature has no h1 signature",
-        ));
-    }
-    Ok((ts, sigs))
 }
 
 pub(crate) fn sample(s: &Sample, secret: &str, now: DateTime<Utc>) -> Outgoing {
@@ -254,13 +234,12 @@ pub(crate) fn sample(s: &Sample, secret: &str, now: DateTime<Utc>) -> Outgoing {
         "data": data
     }))
     .unwrap_or_default();
-    let t = ts.to_string();
-    let sig = sign::hex_mac(secret.as_bytes(), &[t.as_bytes(), b":", &body]);
+    let signature = SIGNATURE.sign(secret, ts, &body);
     Outgoing {
         query: None,
         headers: vec![
             ("content-type".into(), "application/json".into()),
-            ("paddle-signature".into(), format!("ts={t};h1={sig}")),
+            signature,
         ],
         body,
     }

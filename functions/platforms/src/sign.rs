@@ -103,6 +103,91 @@ pub(crate) fn fresh(
     Ok(at)
 }
 
+/// A signature header holding a Unix timestamp and one or more hex HMAC-SHA256s of
+/// `"{timestamp}{joiner}{raw body}"`, keyed with each secret's own bytes. Stripe
+/// (`t=<unix>,v1=<hex>`) and Paddle (`ts=<unix>;h1=<hex>`) use this scheme and differ only in
+/// its spelling. Entries with other keys are ignored, and so are signatures that are not 32
+/// bytes of hex; the sender adds one signature per active secret while a secret is rotated.
+pub(crate) struct TimestampedHex {
+    pub(crate) platform: Platform,
+    /// The header as the platform's documentation spells it (`Stripe-Signature`); it is
+    /// looked up, and sent, lowercased.
+    pub(crate) header: &'static str,
+    /// Between the `key=value` entries of the header.
+    pub(crate) separator: char,
+    pub(crate) timestamp_key: &'static str,
+    pub(crate) signature_key: &'static str,
+    /// Between the timestamp and the body in the signed message.
+    pub(crate) joiner: &'static str,
+}
+
+impl TimestampedHex {
+    /// Checks the header against every configured secret, then the timestamp against the
+    /// tolerance; returns the signed time.
+    pub(crate) fn verify(
+        &self,
+        cfg: &PlatformConfig,
+        req: &Inbound<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, Rejected> {
+        let secrets = secrets(self.platform, cfg)?;
+        let (ts, sigs) = self.parse(auth_header(req, &self.header.to_ascii_lowercase())?)?;
+        let keys = secrets.iter().map(|s| s.as_bytes());
+        let parts = [ts.as_bytes(), self.joiner.as_bytes(), req.body];
+        if !any_mac_matches(keys, &parts, &sigs) {
+            return Err(Rejected::unauthorized(format!(
+                "{} matches no configured secret",
+                self.header
+            )));
+        }
+        fresh(ts, &format!("{} timestamp", self.header), cfg, now)
+    }
+
+    /// The first timestamp and every well-formed signature; 401 when either is missing.
+    fn parse<'h>(&self, header: &'h str) -> Result<(&'h str, Vec<Vec<u8>>), Rejected> {
+        let mut ts = None;
+        let mut sigs = Vec::new();
+        for (k, v) in header
+            .split(self.separator)
+            .filter_map(|kv| kv.split_once('='))
+        {
+            let k = k.trim();
+            if k == self.timestamp_key && ts.is_none() {
+                ts = Some(v.trim());
+            } else if k == self.signature_key {
+                sigs.extend(decode_hex_sig(v));
+            }
+        }
+        let ts = ts.ok_or_else(|| {
+            Rejected::unauthorized(format!(
+                "{} has no timestamp ({}=)",
+                self.header, self.timestamp_key
+            ))
+        })?;
+        if sigs.is_empty() {
+            return Err(Rejected::unauthorized(format!(
+                "{} has no {} signature",
+                self.header, self.signature_key
+            )));
+        }
+        Ok((ts, sigs))
+    }
+
+    /// The header (name and value) the platform sends with `body` at `ts`, signed with `secret`.
+    pub(crate) fn sign(&self, secret: &str, ts: i64, body: &[u8]) -> (String, String) {
+        let t = ts.to_string();
+        let sig = hex_mac(
+            secret.as_bytes(),
+            &[t.as_bytes(), self.joiner.as_bytes(), body],
+        );
+        let value = format!(
+            "{}={t}{}{}={sig}",
+            self.timestamp_key, self.separator, self.signature_key
+        );
+        (self.header.to_ascii_lowercase(), value)
+    }
+}
+
 /// Lowercase hex of an HMAC, as Stripe, Lemon Squeezy and Paddle send it.
 pub(crate) fn hex_mac(key: &[u8], parts: &[&[u8]]) -> String {
     hex::encode(hmac_sha256(key, parts))

@@ -49,22 +49,22 @@ use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
 use serde_json::{json, Value};
 
-const HEADER: &str = "stripe-signature";
+/// `t=..,v1=..,v1=..,v0=..`: see the module documentation.
+const SIGNATURE: sign::TimestampedHex = sign::TimestampedHex {
+    platform: Platform::Stripe,
+    header: "Stripe-Signature",
+    separator: ',',
+    timestamp_key: "t",
+    signature_key: "v1",
+    joiner: ".",
+};
 
 pub(crate) fn receive(
     cfg: &PlatformConfig,
     req: &Inbound<'_>,
     now: DateTime<Utc>,
 ) -> Result<Accepted, Rejected> {
-    let secrets = sign::secrets(Platform::Stripe, cfg)?;
-    let (t, sigs) = parse_header(sign::auth_header(req, HEADER)?)?;
-    let keys = secrets.iter().map(|s| s.as_bytes());
-    if !sign::any_mac_matches(keys, &[t.as_bytes(), b".", req.body], &sigs) {
-        return Err(Rejected::unauthorized(
-            "Stripe-Signature matches no configured secret",
-        ));
-    }
-    let signed_at = sign::fresh(t, "Stripe-Signature timestamp", cfg, now)?;
+    let signed_at = SIGNATURE.verify(cfg, req, now)?;
 
     let v = extract::json(req.body)?;
     let event_type = extract::required(text(&v, "/type"), "type")?;
@@ -168,26 +168,6 @@ pub(crate) fn receive(
         }
         other => extract::ignored(other, "not a Stripe event type enroll acts on"),
     }
-}
-
-/// `t=..,v1=..,v1=..,v0=..`: the first `t` and every well-formed `v1`.
-fn parse_header(header: &str) -> Result<(&str, Vec<Vec<u8>>), Rejected> {
-    let mut t = None;
-    let mut sigs = Vec::new();
-    for (k, v) in header.split(',').filter_map(|kv| kv.split_once('=')) {
-        match k.trim() {
-            "t" if t.is_none() => t = Some(v.trim()),
-            "v1" => sigs.extend(sign::decode_hex_sig(v)),
-            _ => {}
-        }
-    }
-    let t = t.ok_or_else(|| Rejected::unauthorized("Stripe-Signature has no timestamp (t=)"))?;
-    if sigs.is_empty() {
-        return Err(Rejected::unauthorized(
-            "Stripe-Signature has no v1 signature",
-        ));
-    }
-    Ok((t, sigs))
 }
 
 pub(crate) fn sample(s: &Sample, secret: &str, now: DateTime<Utc>) -> Outgoing {
@@ -304,8 +284,7 @@ pub(crate) fn sample(s: &Sample, secret: &str, now: DateTime<Utc>) -> Outgoing {
         "type": event_type
     }))
     .unwrap_or_default();
-    let t = ts.to_string();
-    let sig = sign::hex_mac(secret.as_bytes(), &[t.as_bytes(), b".", &body]);
+    let signature = SIGNATURE.sign(secret, ts, &body);
     Outgoing {
         query: None,
         headers: vec![
@@ -313,7 +292,7 @@ pub(crate) fn sample(s: &Sample, secret: &str, now: DateTime<Utc>) -> Outgoing {
                 "content-type".into(),
                 "application/json; charset=utf-8".into(),
             ),
-            ("stripe-signature".into(), format!("t={t},v1={sig}")),
+            signature,
         ],
         body,
     }
