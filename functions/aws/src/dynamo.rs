@@ -10,7 +10,9 @@ use crate::schema::{
     DUE_PARTITION, DUE_PK, PK, SK, SK_BUYER, SK_IDEM, SK_ORDER, SK_USER,
 };
 use async_trait::async_trait;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::AsyncSleep;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -26,6 +28,7 @@ use enroll_core::ledger::{BuyerRecord, OrderRecord};
 use enroll_core::ports::{IdempotencyStore, LedgerScan, LedgerStore};
 use enroll_core::Failure;
 use std::collections::{HashMap, HashSet};
+use std::error::Error as StdError;
 use std::time::Duration;
 
 /// BatchGetItem's limit on keys per request.
@@ -93,17 +96,14 @@ impl DynamoStore {
             .set_expression_attribute_values(condition.values)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(concurrent_update(what, version - 1))
-            }
-            Err(e) => Err(classify("PutItem", e).into()),
+        if written(
+            "PutItem",
+            result,
+            PutItemError::is_conditional_check_failed_exception,
+        )? {
+            Ok(())
+        } else {
+            Err(concurrent_update(what, version - 1))
         }
     }
 
@@ -286,6 +286,23 @@ impl VersionCondition {
     }
 }
 
+/// The result of a conditional write: `Ok(true)` when it was written, `Ok(false)` when its
+/// condition failed (what that means is the caller's to say), else the classified error.
+fn written<O, E>(
+    operation: &'static str,
+    result: Result<O, SdkError<E, HttpResponse>>,
+    condition_failed: fn(&E) -> bool,
+) -> Result<bool, AwsError>
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(condition_failed) => Ok(false),
+        Err(e) => Err(classify(operation, e)),
+    }
+}
+
 fn concurrent_update(what: &str, read_version: u64) -> Failure {
     Failure::transient(format!(
         "concurrent update of {what} record (read version {read_version})"
@@ -355,21 +372,18 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
+        if written(
+            "UpdateItem",
+            result,
+            UpdateItemError::is_conditional_check_failed_exception,
+        )? {
+            Ok(())
+        } else {
             // Our deadline passed and another invocation took the key over (or it vanished):
             // that invocation now decides the outcome, and this message is retried.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(Failure::transient(
-                    "idempotency key taken over before completion",
-                ))
-            }
-            Err(e) => Err(classify("UpdateItem", e).into()),
+            Err(Failure::transient(
+                "idempotency key taken over before completion",
+            ))
         }
     }
 
@@ -385,19 +399,14 @@ impl IdempotencyStore for DynamoStore {
             .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Someone else holds the key now (or nobody does): theirs is not ours to delete.
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(DeleteItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(classify("DeleteItem", e).into()),
-        }
+        // A failed condition means someone else holds the key now (or nobody does): theirs is
+        // not ours to delete, and there is nothing left to release.
+        written(
+            "DeleteItem",
+            result,
+            DeleteItemError::is_conditional_check_failed_exception,
+        )?;
+        Ok(())
     }
 }
 
