@@ -4,6 +4,7 @@ use crate::Aligner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
 use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters};
+use enroll_core::clock::SystemClock;
 use enroll_notion::sales::SalesClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
@@ -39,7 +40,9 @@ impl Deps {
         enroll_aws::lambda_env::check_queue_timings(&sqs, &queue_url, &enroll_core::timings::ALIGN)
             .await;
         Ok(Self {
-            aligner: Aligner::new(Arc::new(sales), leases).with_history(Arc::new(history)),
+            aligner: Aligner::new(Arc::new(sales), leases)
+                .with_history(Arc::new(history))
+                .with_clock(Arc::new(SystemClock)),
             dead_letters: SqsDeadLetters::new(
                 sqs.clone(),
                 required("ENROLL_ALIGN_DLQ_URL")?,

@@ -20,8 +20,9 @@
 
 pub mod lambda;
 
-use chrono::{TimeDelta, Utc};
+use chrono::TimeDelta;
 use enroll_core::batch::{self, BatchReport, Incoming};
+use enroll_core::clock::{Clock, SystemClock};
 use enroll_core::event::AlignRequest;
 use enroll_core::history::{self, HistoryEntry, NoHistory, Stage};
 use enroll_core::idempotency::{Claim, IdempotencyRecord};
@@ -50,6 +51,8 @@ pub struct Aligner {
     pub timings: StageTimings,
     /// Every buyer's provisioning log; written best-effort, never failing a request.
     pub history: Arc<dyn HistoryLog>,
+    /// When a lease is taken and runs out, and the time of history lines.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// How soon a request that found the buyer's lease held looks again (plus the stage's
@@ -68,7 +71,14 @@ impl Aligner {
             leases,
             timings: timings::ALIGN,
             history: Arc::new(NoHistory),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time from `clock` (the wall clock by default).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Keeps buyers' histories in `history`.
@@ -82,7 +92,7 @@ impl Aligner {
     pub async fn align(&self, req: &AlignRequest) -> Result<Aligned, Failure> {
         let key = lease_key(&req.email);
         let owner = uuid::Uuid::new_v4().to_string();
-        let now = Utc::now();
+        let now = self.clock.now();
         let until = now + TimeDelta::from_std(self.timings.claim).unwrap_or(TimeDelta::seconds(30));
         let lease = IdempotencyRecord::in_progress(&key, "align", &owner, now, until);
         match self.leases.claim(&lease, now).await? {
@@ -108,7 +118,7 @@ impl Aligner {
                 Aligned::Updated => "sales record updated",
                 Aligned::Unchanged => "sales record unchanged",
             };
-            let entry = HistoryEntry::now(Stage::Align, what);
+            let entry = HistoryEntry::new(self.clock.now(), Stage::Align, what);
             history::record(self.history.as_ref(), &req.email, vec![entry]).await;
         }
         // Release even after a failure, so the retry need not wait out the lease; a release

@@ -93,11 +93,13 @@ impl From<AwsError> for Failure {
             Some(d) => format!("{e}: {d}"),
             None => e.to_string(),
         };
-        if e.is_retryable() {
+        let failure = if e.is_retryable() {
             Failure::transient(reason)
         } else {
             Failure::permanent(reason)
-        }
+        };
+        // The whole chain (operation, SDK error, HTTP or service error), redacted.
+        failure.caused_by(&e)
     }
 }
 

@@ -66,20 +66,22 @@ pub fn required(name: &str) -> Result<String, ConfigError> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| ConfigError(format!("environment variable {name} is not set")))
+        .ok_or_else(|| ConfigError::MissingVariable(name.to_owned()))
 }
 
 /// The configuration from `ENROLL_CONFIG`, with secrets from `ENROLL_SECRET_ID` (when set) and
 /// then the `ENROLL_*` secret variables, validated.
 pub async fn load_config(sdk: &aws_config::SdkConfig) -> Result<Config, ConfigError> {
     let text = required("ENROLL_CONFIG")?;
-    let mut cfg: Config =
-        toml::from_str(&text).map_err(|e| ConfigError(format!("ENROLL_CONFIG: {e}")))?;
+    let mut cfg: Config = toml::from_str(&text).map_err(|syntax| ConfigError::Syntax {
+        origin: Some("ENROLL_CONFIG"),
+        syntax,
+    })?;
     if let Ok(id) = required("ENROLL_SECRET_ID") {
         let client = aws_sdk_secretsmanager::Client::new(sdk);
         let doc = load_secrets(&client, &id)
             .await
-            .map_err(|f| ConfigError(format!("ENROLL_SECRET_ID: {}", f.reason)))?;
+            .map_err(ConfigError::Secrets)?;
         doc.apply(&mut cfg);
     }
     cfg.apply_env(|k| std::env::var(k).ok());

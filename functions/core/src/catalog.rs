@@ -1,6 +1,7 @@
 //! The seller's products: which platform references sell them, which Groups they open, and for
 //! how long.
 
+use crate::config::ConfigError;
 use crate::ids::{GroupId, Platform, PlatformProductRef, ProductId};
 use chrono::{DateTime, Months, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -94,29 +95,30 @@ impl Catalog {
     }
 
     /// Checks what serde cannot: unique ids, known follow-ons, no empty Group lists.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = BTreeSet::new();
         for (i, p) in self.products.iter().enumerate() {
             let at = format!("products[{i}] ({})", p.id);
+            let bad =
+                |field: &str, why: String| Err(ConfigError::invalid(format!("{at}.{field}"), why));
             if !seen.insert(p.id.clone()) {
-                return Err(format!("{at}.id: duplicate product id"));
+                return bad("id", "duplicate product id".into());
             }
             if p.groups.is_empty() {
-                return Err(format!(
-                    "{at}.groups: a product must grant at least one Group"
-                ));
+                return bad("groups", "a product must grant at least one Group".into());
             }
             if let Some(then) = &p.then {
                 if self.product(then).is_none() {
-                    return Err(format!("{at}.then: unknown product `{then}`"));
+                    return bad("then", format!("unknown product `{then}`"));
                 }
                 if then == &p.id {
-                    return Err(format!("{at}.then: a product cannot follow itself"));
+                    return bad("then", "a product cannot follow itself".into());
                 }
                 if p.access_end(DateTime::<Utc>::UNIX_EPOCH).is_none() {
-                    return Err(format!(
-                        "{at}.then: needs access_months or access_days, or it never starts"
-                    ));
+                    return bad(
+                        "then",
+                        "needs access_months or access_days, or it never starts".into(),
+                    );
                 }
             }
         }
@@ -182,13 +184,17 @@ mod tests {
     fn validation_names_the_bad_field() {
         let mut p = product("a", &["g"]);
         p.then = Some(ProductId::parse("missing").unwrap());
-        let err = Catalog { products: vec![p] }.validate().unwrap_err();
+        let err = Catalog { products: vec![p] }
+            .validate()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("products[0] (a).then"), "{err}");
         let err = Catalog {
             products: vec![product("a", &[])],
         }
         .validate()
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains(".groups"), "{err}");
     }
 }

@@ -248,10 +248,36 @@ pub struct Config {
     pub catalog: Catalog,
 }
 
-/// A configuration that cannot run. The message names the bad field.
+/// A configuration that cannot run. The message names the bad field or variable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
+pub enum ConfigError {
+    /// Not TOML, or not a configuration's shape. `origin` names where the text came from when
+    /// that is not the file the user passed (e.g. `ENROLL_CONFIG`).
+    #[error("invalid configuration: {}{syntax}", origin.map(|o| format!("{o}: ")).unwrap_or_default())]
+    Syntax {
+        origin: Option<&'static str>,
+        syntax: toml::de::Error,
+    },
+    /// A value that cannot run.
+    #[error("invalid configuration: {field}: {why}")]
+    Invalid { field: String, why: String },
+    /// A variable the deployed function needs is not set.
+    #[error("invalid configuration: environment variable {0} is not set")]
+    MissingVariable(String),
+    /// The secrets named by `ENROLL_SECRET_ID` could not be read; the failure says why
+    /// (transient or not) and keeps its cause.
+    #[error("invalid configuration: ENROLL_SECRET_ID: {}", .0.reason)]
+    Secrets(#[source] crate::Failure),
+}
+
+impl ConfigError {
+    pub fn invalid(field: impl Into<String>, why: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            why: why.into(),
+        }
+    }
+}
 
 impl Config {
     /// Parses TOML, applies environment overrides through `env`, and validates.
@@ -259,7 +285,10 @@ impl Config {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let mut cfg: Config = toml::from_str(text).map_err(|syntax| ConfigError::Syntax {
+            origin: None,
+            syntax,
+        })?;
         cfg.apply_env(env);
         cfg.validate()?;
         Ok(cfg)
@@ -287,7 +316,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |field: &str, why: &str| Err(ConfigError(format!("{field}: {why}")));
+        let bad = |field: &str, why: &str| Err(ConfigError::invalid(field, why));
         for (field, url) in [
             ("scim.base_url", &self.scim.base_url),
             ("notion.base_url", &self.notion.base_url),
@@ -343,7 +372,7 @@ impl Config {
         if self.catalog.products.is_empty() {
             return bad("products", "the catalog needs at least one product");
         }
-        self.catalog.validate().map_err(ConfigError)
+        self.catalog.validate()
     }
 
     pub fn platform(&self, p: Platform) -> Option<&PlatformConfig> {
@@ -442,17 +471,17 @@ access_months = 12
     #[test]
     fn errors_name_the_bad_field() {
         let e = Config::from_toml(&MINIMAL.replace("db1", ""), |_| None).unwrap_err();
-        assert!(e.0.contains("notion.database_id"), "{e}");
+        assert!(e.to_string().contains("notion.database_id"), "{e}");
         let e = Config::from_toml(
             &format!("{MINIMAL}\n[rate]\nrequests_per_second = 0\n"),
             |_| None,
         )
         .unwrap_err();
-        assert!(e.0.contains("rate.requests_per_second"), "{e}");
+        assert!(e.to_string().contains("rate.requests_per_second"), "{e}");
         let e = Config::from_toml(&MINIMAL.replace("[notion]", "[notion]\nbogus = 1"), |_| {
             None
         })
         .unwrap_err();
-        assert!(e.0.contains("bogus"), "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
     }
 }

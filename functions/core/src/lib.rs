@@ -18,10 +18,13 @@
 //! - [`metrics`]: the names and units of every metric enroll emits, and the in-memory recorder
 //!   they are counted in (rendered as Embedded Metric Format by the Lambda functions).
 //! - [`redact`]: what may appear in a log line in place of an email or a body.
+//! - [`clock`]: the [`clock::Clock`] port the stages read the time from, so tests advance time
+//!   instead of sleeping.
 //! - [`timings`]: claim, visibility, receive limit and backoff of each stage, defined once.
 
 pub mod batch;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod dead_letters;
 pub mod error;
@@ -35,4 +38,4 @@ pub mod ports;
 pub mod redact;
 pub mod timings;
 
-pub use error::{ErrorClass, Failure};
+pub use error::{Cause, ErrorClass, Failure};

@@ -6,17 +6,21 @@
 //! - [`Deps`]: the configuration, the DynamoDB store and the SCIM client (spending the SCIM
 //!   token's budget shared through the table), built once per cold start from `ENROLL_CONFIG`,
 //!   `ENROLL_SECRET_ID` and `ENROLL_TABLE`.
-//! - [`function_handler`]: one scheduled invocation; [`run_pass`] is the part a test drives with
-//!   any store and directory, at any moment.
+//! - [`function_handler`]: one scheduled invocation, at the time of the provisioner's clock (the
+//!   wall clock when deployed, a manual one in tests); [`run_pass`] is the part a test drives
+//!   with any store and directory, at any moment.
 //!
 //! A buyer who cannot be reconciled stays due, so the next scheduled pass retries them; the
 //! invocation then ends in [`ExpireError::Incomplete`] so that the function's `Errors` metric,
-//! and its alarm, show passes that keep failing.
+//! and its alarm, show passes that keep failing. A pass that could not start reports the
+//! failure's class: `Retryable` (throttled, unreachable) or `Permanent` (access denied, no
+//! table), which no later pass fixes by itself.
 
 use chrono::{DateTime, Utc};
 use enroll_aws::lambda_env::required;
 use enroll_aws::SqsQueue;
 use enroll_core::ports::Queue;
+use enroll_core::Failure;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent};
 use provision::{ExpiryReport, Provisioner, ReconcileOnly};
 use std::sync::Arc;
@@ -24,9 +28,10 @@ use std::sync::Arc;
 /// Why a pass did not do all its work. Either way nothing is lost: due buyers stay due.
 #[derive(Debug, thiserror::Error)]
 pub enum ExpireError {
-    /// The due buyers could not even be listed (table throttled or unreachable).
+    /// The due buyers could not even be listed. The failure keeps its class: transient (the
+    /// table throttled or unreachable) or permanent (access denied, a missing table).
     #[error("expiry pass failed: {0}")]
-    Failed(String),
+    Failed(Failure),
     /// Some buyers were reconciled, others failed and wait for the next pass.
     #[error("{failed} due buyer(s) could not be reconciled ({reconciled} were); the next pass retries them")]
     Incomplete { failed: usize, reconciled: usize },
@@ -34,7 +39,8 @@ pub enum ExpireError {
 
 impl From<ExpireError> for Diagnostic {
     fn from(e: ExpireError) -> Self {
-        let kind = match e {
+        let kind = match &e {
+            ExpireError::Failed(f) if f.is_permanent() => "Permanent",
             ExpireError::Failed(_) => "Retryable",
             ExpireError::Incomplete { .. } => "Incomplete",
         };
@@ -75,7 +81,7 @@ pub async fn run_pass(
     let report = provisioner
         .expire_due(now)
         .await
-        .map_err(|f| ExpireError::Failed(f.to_string()))?;
+        .map_err(ExpireError::Failed)?;
     if report.failed > 0 {
         return Err(ExpireError::Incomplete {
             failed: report.failed,
@@ -86,14 +92,14 @@ pub async fn run_pass(
 }
 
 /// The scheduled invocation. The payload (an EventBridge `Scheduled Event`) is not read: the
-/// pass always runs at the current time, so a late or repeated invocation does the right thing
-/// and no payload can make access end early.
+/// pass always runs at the current time of the provisioner's clock, so a late or repeated
+/// invocation does the right thing and no payload can make access end early.
 #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
 pub async fn function_handler(
     deps: &Deps,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<ExpiryReport, ExpireError> {
-    let report = run_pass(&deps.provisioner, Utc::now()).await?;
+    let report = run_pass(&deps.provisioner, deps.provisioner.clock.now()).await?;
     tracing::info!(
         reconciled = report.reconciled,
         groups_added = report.groups_added,
@@ -101,4 +107,21 @@ pub async fn function_handler(
         "expiry pass done"
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_that_cannot_start_reports_the_failure_class() {
+        let kind = |f: Failure| Diagnostic::from(ExpireError::Failed(f)).error_type;
+        assert_eq!(kind(Failure::transient("throttled")), "Retryable");
+        assert_eq!(kind(Failure::permanent("access denied")), "Permanent");
+        let incomplete = ExpireError::Incomplete {
+            failed: 1,
+            reconciled: 2,
+        };
+        assert_eq!(Diagnostic::from(incomplete).error_type, "Incomplete");
+    }
 }

@@ -28,11 +28,9 @@ use enroll_core::event::OrderEvent;
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
 use enroll_core::ports::{Created, DeadLetters, Directory, ScimUser};
 use enroll_core::Failure;
+use futures::future::join_all;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
 use tokio::sync::oneshot;
 
 tokio::task_local! {
@@ -60,7 +58,7 @@ pub async fn run(
                 let Some(event) = &events[i] else { continue };
                 coalescer.enter();
                 let result = provisioner
-                    .process(event, Utc::now(), deadline)
+                    .process(event, provisioner.clock.now(), deadline)
                     .await
                     .map(drop);
                 coalescer.leave().await;
@@ -69,8 +67,10 @@ pub async fn run(
             out
         }
     });
+    // `join_all` polls every lane on this task (nothing is spawned), so the batch's
+    // task-local scope covers them all.
     let mut results: Vec<(usize, Result<(), Failure>)> = BATCH
-        .scope(coalescer.clone(), join_all(lanes.collect()))
+        .scope(coalescer.clone(), join_all(lanes))
         .await
         .into_iter()
         .flatten()
@@ -127,32 +127,6 @@ fn lanes(events: &[Option<OrderEvent>]) -> Vec<Vec<usize>> {
         }
     }
     lanes.into_values().collect()
-}
-
-/// Drives every future on the current task, so the batch's task-local scope covers them all.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (f, out) in futures.iter_mut().zip(done.iter_mut()) {
-            if out.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *out = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    done.into_iter()
-        .map(|o| o.expect("every future completed"))
-        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -231,8 +205,7 @@ impl Coalescer {
         };
         let patches = pending
             .into_iter()
-            .map(|(group, waiters)| patch(directory.as_ref(), group, waiters))
-            .collect();
+            .map(|(group, waiters)| patch(directory.as_ref(), group, waiters));
         join_all(patches).await;
     }
 }

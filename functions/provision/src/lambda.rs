@@ -5,6 +5,7 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
 use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
+use enroll_core::clock::SystemClock;
 use enroll_core::ports::Queue;
 use enroll_notion::scim::ScimClient;
 use lambda_runtime::{Error, LambdaEvent};
@@ -70,7 +71,8 @@ pub async fn provisioner_from_env(
     let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
     Ok(
         Provisioner::new(config, store.clone(), store, directory, align)
-            .with_history(Arc::new(history)),
+            .with_history(Arc::new(history))
+            .with_clock(Arc::new(SystemClock)),
     )
 }
 

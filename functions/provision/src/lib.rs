@@ -17,6 +17,7 @@ pub mod link;
 
 use chrono::{DateTime, Utc};
 use enroll_core::catalog::GroupRef;
+use enroll_core::clock::{Clock, SystemClock};
 use enroll_core::config::{Config, Deprovision};
 use enroll_core::event::{AlignRequest, EventKind, OrderEvent};
 use enroll_core::history::{self, HistoryEntry, NoHistory, Stage};
@@ -161,6 +162,10 @@ pub struct Provisioner {
     pub timings: StageTimings,
     /// Every buyer's provisioning log; written best-effort, never failing an event.
     pub history: Arc<dyn HistoryLog>,
+    /// Where "now" comes from when the caller does not say: the time a batch's events are
+    /// applied at, the expiry pass of the expire function, the settle window of an uncertain
+    /// change, history lines and `TimeToAccessMs`.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Provisioner {
@@ -181,7 +186,14 @@ impl Provisioner {
             groups: GroupResolver::default(),
             timings: enroll_core::timings::PROVISION,
             history: Arc::new(NoHistory),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads the time from `clock` (the wall clock by default).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Keeps buyers' histories in `history`.
@@ -231,7 +243,7 @@ impl Provisioner {
                 ),
             ));
         }
-        let now = Utc::now();
+        let now = self.clock.now();
         let line = |what: String| HistoryEntry::new(now, Stage::Provision, what);
         match outcome {
             Outcome::Duplicate => entries.push(line("duplicate delivery".into())),
@@ -384,7 +396,7 @@ impl Provisioner {
                     let changes = self.changes(&r);
                     if !changes.is_empty() {
                         let what = format!("access changed by expiry: {}", changes.join(", "));
-                        let entry = HistoryEntry::now(Stage::Expire, what);
+                        let entry = HistoryEntry::new(self.clock.now(), Stage::Expire, what);
                         history::record(self.history.as_ref(), &email, vec![entry]).await;
                     }
                 }
@@ -450,7 +462,7 @@ impl Provisioner {
         // landed, each reconcile sends the Group's wanted state again, and the expiry pass
         // comes back once more after that moment (see `settled`).
         let settled_before = buyer.pending_groups.clone();
-        let uncertain_until = Utc::now() + self.settle_window();
+        let uncertain_until = self.clock.now() + self.settle_window();
         let mut touched: Vec<GroupId> = plan.add.iter().cloned().collect();
         if buyer.notion_user_id.is_some() {
             touched.extend(plan.remove.iter().cloned());
@@ -500,7 +512,7 @@ impl Provisioner {
         buyer.applied_groups = desired;
         // What was sent now got its answer; what an earlier lost change may still overturn
         // stays uncertain until its moment, and brings the buyer back then.
-        let after = Utc::now();
+        let after = self.clock.now();
         buyer.pending_groups = settled_before
             .into_iter()
             .filter(|(_, until)| *until > after)
@@ -665,7 +677,7 @@ impl Provisioner {
                 .iter()
                 .all(|g| cached(g).is_some_and(|id| buyer.applied_groups.contains(&id)));
         if member_of_all {
-            let waited = (Utc::now() - accepted_at).num_milliseconds().max(0) as u64;
+            let waited = (self.clock.now() - accepted_at).num_milliseconds().max(0) as u64;
             metrics::observe(Function::Provision, Metric::TimeToAccessMs, waited);
         }
     }

@@ -126,7 +126,7 @@ impl Provisioner {
             ),
         );
         let lines = |lines: Vec<String>| {
-            let at = Utc::now();
+            let at = self.clock.now();
             lines
                 .into_iter()
                 .map(|what| HistoryEntry::new(at, Stage::Operator, what))
