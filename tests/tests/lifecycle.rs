@@ -9,6 +9,7 @@
 use anyhow::{anyhow, ensure, Context as _, Result};
 use chrono::{DateTime, Months, TimeDelta, Utc};
 use enroll_core::catalog::{GroupRef, Product};
+use enroll_core::clock::{Clock, ManualClock};
 use enroll_core::config::{Config, Deprovision, Secret};
 use enroll_core::event::{Buyer, EventKind, OrderEvent};
 use enroll_core::ids::{
@@ -784,22 +785,25 @@ async fn unmanaged_groups_are_left_alone(backend: Backend) -> Result<()> {
 /// The expire function's handler on DynamoDB, invoked as EventBridge would invoke it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_expire_function_hands_over_to_alumni_on_schedule() -> Result<()> {
-    let h = Harness::start(Backend::Moto, Deprovision::Keep).await?;
+    let mut h = Harness::start(Backend::Moto, Deprovision::Keep).await?;
+    let clock = ManualClock::starting_now();
+    h.provisioner = h.provisioner.with_clock(Arc::new(clock.clone()));
     let ada = "ada@example.com";
-    let now = Utc::now();
-    // Bought a year ago, less two seconds: the handler runs at the real current time.
+    let now = clock.now();
+    // Bought a year ago, less two seconds: the handler runs at its clock's current time.
     let bought = now.checked_sub_months(Months::new(12)).expect("in range") + TimeDelta::seconds(2);
     h.applied(&purchase("o1", ada, &[P_NM], bought), now)
         .await?;
     ensure!(h.groups(ada) == set(&[NM]));
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // The year of access ends while the schedule waits for its next run.
+    clock.advance(TimeDelta::seconds(3));
     let scheduled = serde_json::json!({
         "version": "0",
         "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
         "detail-type": "Scheduled Event",
         "source": "aws.events",
         "account": "123456789012",
-        "time": Utc::now().to_rfc3339(),
+        "time": clock.now().to_rfc3339(),
         "region": "us-east-1",
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/enroll-expire"],
         "detail": {}
