@@ -13,6 +13,7 @@ use align::Aligner;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use enroll_core::batch::{BatchReport, Incoming};
+use enroll_core::clock::{Clock, SystemClock};
 use enroll_core::config::{Config, Secret};
 use enroll_core::dead_letters::{DeadLetterAdmin, QueueStage};
 use enroll_core::timings::{StageTimings, Timings};
@@ -73,6 +74,16 @@ pub fn needs_simulator(config: &Config) -> bool {
 
 impl Runtime {
     pub async fn start(opts: Options) -> anyhow::Result<Arc<Self>> {
+        Self::start_with_clock(opts, Arc::new(SystemClock)).await
+    }
+
+    /// [`Runtime::start`], with provision, align and the batch deadlines reading the time from
+    /// `clock` (a test's [`enroll_core::clock::ManualClock`]); the queues' visibility timeouts
+    /// still run on the wall clock.
+    pub async fn start_with_clock(
+        opts: Options,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<Self>> {
         // The crash guarantees rest on these relations: refuse to run without them.
         opts.timings.check()?;
         let timings = opts.timings;
@@ -182,9 +193,12 @@ impl Runtime {
             Arc::new(directory),
             align_queue.clone(),
         )
-        .with_history(store_arc.clone());
+        .with_history(store_arc.clone())
+        .with_clock(clock.clone());
         provisioner.timings = timings.provision;
-        let mut aligner = Aligner::new(Arc::new(sales), store_arc.clone()).with_history(store_arc);
+        let mut aligner = Aligner::new(Arc::new(sales), store_arc.clone())
+            .with_history(store_arc)
+            .with_clock(clock);
         aligner.timings = timings.align;
         Ok(Arc::new(Self {
             ingest: Arc::new(Ingest::new(config.clone(), provision_queue.clone())),
@@ -249,7 +263,7 @@ impl Runtime {
             &self.provisioner,
             &dead,
             &incoming(&msgs),
-            Utc::now() + claim,
+            self.provisioner.clock.now() + claim,
         )
         .await;
         settle_batch(queue, &msgs, &report)?;
