@@ -16,6 +16,7 @@ use chrono::Utc;
 use enroll_aws::{delete, receive_batch, DynamoStore, ReceiveOptions, SqsDeadLetters, SqsQueue};
 use enroll_core::batch::Incoming;
 use enroll_core::catalog::GroupRef;
+use enroll_core::clock::{Clock, ManualClock};
 use enroll_core::config::{Config, RateConfig, Secret};
 use enroll_core::ids::BuyerEmail;
 use enroll_core::ledger;
@@ -122,8 +123,11 @@ fn config(sim: &enroll_simulator::SimHandle) -> Config {
 }
 
 /// Receives provision batches until the queue stays empty, killing `kills` batches midway.
+/// The provisioner's `clock` follows the wall clock from batch to batch, as the claims'
+/// deadlines and SQS's visibility timeouts do.
 async fn drain(
     provisioner: &Arc<Provisioner>,
+    clock: &ManualClock,
     pair: &moto::QueuePair,
     dead: &Arc<SqsDeadLetters>,
     mut kills: usize,
@@ -154,6 +158,7 @@ async fn drain(
         idle = 0;
         let incoming: Vec<Incoming> = got.iter().map(|m| m.incoming()).collect();
         // A claim outlives the invocation by the visibility timeout at most, as on Lambda.
+        clock.set(Utc::now());
         let deadline = Utc::now() + chrono::TimeDelta::seconds(3);
         let task = {
             let p = provisioner.clone();
@@ -228,13 +233,17 @@ async fn chaos_on_the_aws_adapters_loses_nothing_and_applies_nothing_twice() -> 
     let provision_q = moto::queue_with_dlq(5, 3).await?;
     let align_q = moto::queue_with_dlq(5, 3).await?;
     let budget = enroll_notion::rate::from_config(&cfg.rate);
-    let provisioner = Arc::new(Provisioner::new(
-        cfg.clone(),
-        store.clone(),
-        store.clone(),
-        Arc::new(ScimClient::new(&cfg.scim, budget).map_err(|f| anyhow::anyhow!(f.reason))?),
-        Arc::new(SqsQueue::new(align_q.client.clone(), &align_q.url)),
-    ));
+    let clock = ManualClock::starting_now();
+    let provisioner = Arc::new(
+        Provisioner::new(
+            cfg.clone(),
+            store.clone(),
+            store.clone(),
+            Arc::new(ScimClient::new(&cfg.scim, budget).map_err(|f| anyhow::anyhow!(f.reason))?),
+            Arc::new(SqsQueue::new(align_q.client.clone(), &align_q.url)),
+        )
+        .with_clock(Arc::new(clock.clone())),
+    );
     let dead = Arc::new(SqsDeadLetters::new(
         provision_q.client.clone(),
         &provision_q.dlq_url,
@@ -277,7 +286,7 @@ async fn chaos_on_the_aws_adapters_loses_nothing_and_applies_nothing_twice() -> 
     assert_eq!(keys.len(), 24, "every distinct event accepted once");
 
     sim.set_faults(fault_rules(0.2, 11, Duration::from_secs(1)));
-    let killed = drain(&provisioner, &provision_q, &dead, 2).await?;
+    let killed = drain(&provisioner, &clock, &provision_q, &dead, 2).await?;
     assert_eq!(killed, 2);
 
     // The operator's part: faults stop, the DLQ goes back to its source queue.
@@ -305,12 +314,14 @@ async fn chaos_on_the_aws_adapters_loses_nothing_and_applies_nothing_twice() -> 
             delete(&provision_q.client, &provision_q.dlq_url, &m.receipt_handle).await?;
         }
     }
-    drain(&provisioner, &provision_q, &dead, 0).await?;
+    drain(&provisioner, &clock, &provision_q, &dead, 0).await?;
     // The scheduled expiry pass settles Group changes whose answers were lost, once they
-    // must have landed (twice the 1 s client timeout).
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // must have landed (twice the 1 s client timeout). They have landed in fact: the
+    // simulator's slowest write (1.6 s) ended during the drain's idle seconds; the clock
+    // moves past the settle window instead of the test sleeping through it.
+    clock.set(Utc::now() + chrono::TimeDelta::milliseconds(2500));
     let settled = provisioner
-        .expire_due(Utc::now())
+        .expire_due(clock.now())
         .await
         .map_err(|f| anyhow::anyhow!(f.reason))?;
     assert_eq!(settled.failed, 0, "{settled:?}");
