@@ -34,7 +34,7 @@ impl Deps {
             .with_retention(config.history.retention_days);
         // Per-buyer leases live beside the event keys, under the same claim rules.
         let leases = Arc::new(DynamoStore::new(dynamo, table));
-        let sales = SalesClient::new(&config.notion, budget).map_err(|f| f.reason)?;
+        let sales = SalesClient::new(&config.notion, budget)?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queue_url = required("ENROLL_ALIGN_QUEUE_URL")?;
         enroll_aws::lambda_env::check_queue_timings(&sqs, &queue_url, &enroll_core::timings::ALIGN)

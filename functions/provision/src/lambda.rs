@@ -68,7 +68,7 @@ pub async fn provisioner_from_env(
     let history =
         DynamoHistory::new(dynamo.clone(), &table).with_retention(config.history.retention_days);
     let store = Arc::new(DynamoStore::new(dynamo, table));
-    let directory = Arc::new(ScimClient::new(&config.scim, budget).map_err(|f| f.reason)?);
+    let directory = Arc::new(ScimClient::new(&config.scim, budget)?);
     Ok(
         Provisioner::new(config, store.clone(), store, directory, align)
             .with_history(Arc::new(history))
