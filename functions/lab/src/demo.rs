@@ -237,31 +237,23 @@ pub async fn run(mut config: Config, rate: f64) -> anyhow::Result<DemoReport> {
 async fn script(s: &mut Script) -> anyhow::Result<()> {
     use EventKind::*;
     use Platform::*;
-    // 1. A Stripe purchase, then the same delivery again.
-    s.send(
-        Stripe,
-        Purchase,
-        "price_1FormulaFundamentals",
-        ADA,
-        "pi_demo_ada_ff",
-        "evt_demo_ada_ff",
-        202,
-    )
-    .await?;
-    s.settle().await?;
-    let writes = s.scim_writes();
-    s.send(
-        Stripe,
-        Purchase,
-        "price_1FormulaFundamentals",
-        ADA,
-        "pi_demo_ada_ff",
-        "evt_demo_ada_ff",
-        202,
-    )
-    .await?;
-    s.settle().await?;
-    let again = s.scim_writes();
+    // 1. A Stripe purchase, then the same delivery again: SCIM writes after each.
+    let mut after = [0; 2];
+    for writes in &mut after {
+        s.send(
+            Stripe,
+            Purchase,
+            "price_1FormulaFundamentals",
+            ADA,
+            "pi_demo_ada_ff",
+            "evt_demo_ada_ff",
+            202,
+        )
+        .await?;
+        s.settle().await?;
+        *writes = s.scim_writes();
+    }
+    let [writes, again] = after;
     s.check(
         "a duplicate delivery makes no second SCIM write",
         again == writes,
