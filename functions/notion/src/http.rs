@@ -7,41 +7,19 @@
 //! DELETE, and PATCHes whose repetition changes nothing). A connection that never opened is
 //! retried for any request, since nothing was sent.
 
+use crate::retry::{self, Decision, RetryPolicy, Retryable};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use enroll_core::config::Secret;
 use enroll_core::metrics::{self, Function, Metric};
 use enroll_core::ports::RateBudget;
 use enroll_core::redact::mask_email;
 use enroll_core::Failure;
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// How long one call may keep trying before it hands a transient failure back to the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub attempts: u32,
-    /// The longest single wait. A server asking for more (Retry-After) gets no in-call retry:
-    /// the failure carries its `retry_after` and the queue redelivers later.
-    pub max_wait: Duration,
-    /// The first backoff when the server names no wait; doubled per attempt, with jitter.
-    pub first_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            attempts: 3,
-            max_wait: Duration::from_secs(20),
-            first_backoff: Duration::from_millis(200),
-        }
-    }
-}
 
 /// Which of the two APIs a client speaks: they differ in media type and error body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +143,27 @@ enum Attempt {
     },
 }
 
+/// One attempt that did not end in a reply, as the retry loop sees it.
+struct Failed {
+    error: HttpError,
+    /// Another attempt may succeed (see the module's rules on what may be sent again).
+    retry: bool,
+    /// The wait before the next attempt, when not the policy's backoff: Retry-After, or the
+    /// wait a 429 already paused the shared budget for.
+    wait: Option<Duration>,
+    latency_ms: u64,
+}
+
+impl Retryable for Failed {
+    fn is_retryable(&self) -> bool {
+        self.retry
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.wait
+    }
+}
+
 pub(crate) struct Http {
     api: Api,
     client: reqwest::Client,
@@ -237,61 +236,84 @@ impl Http {
         self.policy
     }
 
+    /// Sends `req`, retried under the client's [`RetryPolicy`] while the failure allows.
     pub async fn send(&self, req: Request<'_>) -> Result<Reply, HttpError> {
-        let mut attempt = 1;
-        loop {
-            self.budget.acquire().await;
-            let started = Instant::now();
-            let outcome = self.attempt(&req).await;
-            self.count(&outcome);
-            let latency_ms = started.elapsed().as_millis() as u64;
-            let (error, server_wait, throttled) = match outcome {
-                Attempt::Done(reply) => {
-                    tracing::debug!(
-                        api = self.api.label(),
-                        method = %req.method,
-                        route = req.route,
-                        status = reply.status.as_u16(),
-                        attempt,
-                        latency_ms,
-                        "request done"
-                    );
-                    return Ok(reply);
-                }
-                Attempt::Stop(error) => {
-                    // Not retried here: the caller decides (a 404 or 409 is often an answer)
-                    // and the pipeline logs the failure it ends with.
-                    tracing::debug!(
-                        api = self.api.label(),
-                        method = %req.method,
-                        route = req.route,
-                        status = error.status.map(|s| s.as_u16()),
-                        attempt,
-                        latency_ms,
-                        reason = %error.failure.reason,
-                        "request refused"
-                    );
-                    return Err(error);
-                }
-                Attempt::Retry {
-                    error,
-                    server_wait,
-                    throttled,
-                } => (error, server_wait, throttled),
-            };
-            let wait = server_wait.unwrap_or_else(|| self.backoff(attempt));
-            if throttled {
-                // Everyone sharing the token slows down, but never longer than one in-call
-                // wait: a longer pause is the queue's job, through the failure's retry_after.
-                self.budget.back_off(wait.min(self.policy.max_wait)).await;
-            }
-            if attempt >= self.policy.attempts || wait > self.policy.max_wait {
-                self.log_failure(&req, &error, attempt, latency_ms, "giving up");
-                return Err(error);
-            }
-            self.log_failure(&req, &error, attempt, latency_ms, "will retry");
-            tokio::time::sleep(wait).await;
+        let req = &req;
+        let mut attempt = 0;
+        let op = move || {
             attempt += 1;
+            self.send_once(req, attempt)
+        };
+        let log = |f: &Failed, d: Decision| {
+            let what = if d.give_up { "giving up" } else { "will retry" };
+            self.log_failure(req, &f.error, d.attempt, f.latency_ms, what);
+        };
+        retry::retry_notify(&self.policy, op, log)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// One attempt: through the budget, counted, and logged when it ends the call.
+    async fn send_once(&self, req: &Request<'_>, attempt: u32) -> Result<Reply, Failed> {
+        self.budget.acquire().await;
+        let started = Instant::now();
+        let outcome = self.attempt(req).await;
+        self.count(&outcome);
+        let latency_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Attempt::Done(reply) => {
+                tracing::debug!(
+                    api = self.api.label(),
+                    method = %req.method,
+                    route = req.route,
+                    status = reply.status.as_u16(),
+                    attempt,
+                    latency_ms,
+                    "request done"
+                );
+                Ok(reply)
+            }
+            Attempt::Stop(error) => {
+                // Not retried here: the caller decides (a 404 or 409 is often an answer)
+                // and the pipeline logs the failure it ends with.
+                tracing::debug!(
+                    api = self.api.label(),
+                    method = %req.method,
+                    route = req.route,
+                    status = error.status.map(|s| s.as_u16()),
+                    attempt,
+                    latency_ms,
+                    reason = %error.failure.reason,
+                    "request refused"
+                );
+                Err(Failed {
+                    error,
+                    retry: false,
+                    wait: None,
+                    latency_ms,
+                })
+            }
+            Attempt::Retry {
+                error,
+                server_wait,
+                throttled,
+            } => {
+                let mut wait = server_wait;
+                if throttled {
+                    // Everyone sharing the token slows down, but never longer than one
+                    // in-call wait: a longer pause is the queue's job, through the failure's
+                    // retry_after. The call itself then waits just as long.
+                    let w = server_wait.unwrap_or_else(|| self.policy.backoff(attempt));
+                    self.budget.back_off(w.min(self.policy.max_wait)).await;
+                    wait = Some(w);
+                }
+                Err(Failed {
+                    error,
+                    retry: true,
+                    wait,
+                    latency_ms,
+                })
+            }
         }
     }
 
@@ -330,18 +352,6 @@ impl Http {
             reason = %e.failure.reason,
             "{what}"
         );
-    }
-
-    /// Exponential from `first_backoff`, with "equal jitter" (half fixed, half random) so
-    /// callers that failed together do not come back together.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let full = self
-            .policy
-            .first_backoff
-            .saturating_mul(1u32 << (attempt - 1).min(16));
-        let half = full / 2;
-        let jitter = rand::thread_rng().gen_range(0..=half.as_micros() as u64);
-        (half + Duration::from_micros(jitter)).min(self.policy.max_wait)
     }
 
     async fn attempt(&self, req: &Request<'_>) -> Attempt {

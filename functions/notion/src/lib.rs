@@ -5,7 +5,9 @@
 //!   (average rate, burst, and a 429 that pauses every caller).
 //! - `http` (internal): the one place a request is sent: bearer token, budget, status
 //!   classification into [`Failure`](enroll_core::Failure) classes, in-call retries and logging.
-//!   Its [`RetryPolicy`] is public so callers can bound how long one call may wait.
+//! - [`retry`]: the one retry policy ([`RetryPolicy`]: attempts, backoff with jitter, the longest
+//!   wait, Retry-After honoured), on `backon`. Public so callers can bound how long one call may
+//!   wait, and so other retrying code (the backfill) uses the same loop.
 //! - [`scim`]: [`ScimClient`], the [`Directory`](enroll_core::ports::Directory) over SCIM 2.0
 //!   (RFC 7644): members, Groups, filters escaped and encoded so an address can never change a
 //!   filter's meaning, batched Group changes that split on 413.
@@ -14,10 +16,11 @@
 
 mod http;
 pub mod rate;
+pub mod retry;
 pub mod sales;
 pub mod scim;
 
-pub use http::RetryPolicy;
 pub use rate::TokenBucket;
+pub use retry::RetryPolicy;
 pub use sales::SalesClient;
 pub use scim::ScimClient;

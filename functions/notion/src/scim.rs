@@ -1,8 +1,8 @@
 //! Notion's SCIM 2.0 API (RFC 7644) as the [`Directory`] port: find, create and remove workspace
 //! members, and change Group membership in batches.
 
-use crate::http::{Api, Http, HttpError, Replay, Request};
-use crate::RetryPolicy;
+use crate::http::{Api, Http, Replay, Request};
+use crate::retry::{self, RetryPolicy, Retryable};
 use enroll_core::config::{RemoveForm, ScimConfig};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
 use enroll_core::ports::{Created, Directory, RateBudget, ScimUser};
@@ -11,7 +11,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const NOTION_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:notion:2.0:User";
@@ -437,6 +437,21 @@ impl ScimClient {
     }
 }
 
+/// How one POST of a new member failed, as the create loop's retry sees it.
+enum CreateFailed {
+    /// A 5xx or a timeout: the member may exist now. Retried after a look-up, which ends the
+    /// call if it finds the member; never with the server's Retry-After, only the backoff.
+    MaybeApplied(Failure),
+    /// Anything else: the POST's own retries are done, or the look-up failed.
+    Stop(Failure),
+}
+
+impl Retryable for CreateFailed {
+    fn is_retryable(&self) -> bool {
+        matches!(self, CreateFailed::MaybeApplied(_))
+    }
+}
+
 #[async_trait::async_trait]
 impl Directory for ScimClient {
     #[tracing::instrument(name = "scim.find_user", skip_all, fields(buyer = %email))]
@@ -466,32 +481,39 @@ impl Directory for ScimClient {
         name: Option<&str>,
     ) -> Result<Created, Failure> {
         let body = create_user_body(email, name, self.role.as_deref());
-        let policy = self.http.policy();
-        let mut attempt = 1;
-        loop {
-            let req = Request::with_body(Method::POST, "/Users".into(), "/Users", &body);
-            let error: HttpError = match self.http.send(req).await {
-                Ok(reply) => {
-                    return match parse_user(&reply.body) {
-                        Some(l) => Ok(Created::Created(l.user)),
-                        // Created, but the body does not say as whom: let the caller look up.
-                        None => Ok(Created::AlreadyExists),
-                    };
+        // The failure of the POST before, when the server may have acted on it.
+        let maybe_created: Mutex<Option<Failure>> = Mutex::new(None);
+        let op = || async {
+            let before = maybe_created.lock().expect("not poisoned").take();
+            if let Some(failure) = before {
+                match self.lookup(email).await {
+                    Ok(Some(user)) => return Ok(Created::Created(user)),
+                    Ok(None) => {}
+                    Err(_) => return Err(CreateFailed::Stop(failure)),
                 }
-                Err(e) if e.is(StatusCode::CONFLICT) => return Ok(Created::AlreadyExists),
-                Err(e) => e,
-            };
-            if !(error.maybe_applied && error.failure.is_retryable()) || attempt >= policy.attempts
-            {
-                return Err(error.failure.context("SCIM create user"));
             }
-            tokio::time::sleep(self.http.backoff(attempt)).await;
-            match self.lookup(email).await {
-                Ok(Some(user)) => return Ok(Created::Created(user)),
-                Ok(None) => attempt += 1,
-                Err(_) => return Err(error.failure.context("SCIM create user")),
+            let req = Request::with_body(Method::POST, "/Users".into(), "/Users", &body);
+            match self.http.send(req).await {
+                Ok(reply) => Ok(match parse_user(&reply.body) {
+                    Some(l) => Created::Created(l.user),
+                    // Created, but the body does not say as whom: let the caller look up.
+                    None => Created::AlreadyExists,
+                }),
+                Err(e) if e.is(StatusCode::CONFLICT) => Ok(Created::AlreadyExists),
+                Err(e) if e.maybe_applied && e.failure.is_retryable() => {
+                    *maybe_created.lock().expect("not poisoned") = Some(e.failure.clone());
+                    Err(CreateFailed::MaybeApplied(e.failure))
+                }
+                Err(e) => Err(CreateFailed::Stop(e.failure)),
             }
-        }
+        };
+        retry::retry(&self.http.policy(), op)
+            .await
+            .map_err(|e| match e {
+                CreateFailed::MaybeApplied(f) | CreateFailed::Stop(f) => {
+                    f.context("SCIM create user")
+                }
+            })
     }
 
     #[tracing::instrument(name = "scim.add_members", skip_all, fields(group = %group, n = users.len()))]

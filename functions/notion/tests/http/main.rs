@@ -1,4 +1,4 @@
-//! The clients against a local capture server: every request is recorded, every answer scripted.
+//! The clients against a local wiremock server: every request is recorded, every answer scripted.
 
 mod retry;
 mod sales;

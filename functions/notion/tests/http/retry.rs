@@ -45,7 +45,7 @@ async fn a_429_is_waited_out_then_the_call_succeeds() {
     assert_eq!(user.unwrap().id.as_str(), "u1");
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(server.seen().len(), 2);
+    assert_eq!(server.seen().await.len(), 2);
 }
 
 #[tokio::test]
@@ -63,7 +63,7 @@ async fn a_retry_after_beyond_the_maximum_wait_goes_back_to_the_queue() {
         }
     );
     assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(server.seen().len(), 1);
+    assert_eq!(server.seen().await.len(), 1);
 }
 
 #[tokio::test]
@@ -81,7 +81,7 @@ async fn server_errors_are_transient_after_three_attempts() {
         .unwrap_err();
     assert!(matches!(err.class, ErrorClass::Transient { .. }), "{err}");
     assert!(err.reason.contains("HTTP 500"), "{err}");
-    assert_eq!(server.seen().len(), 3);
+    assert_eq!(server.seen().await.len(), 3);
 }
 
 #[tokio::test]
@@ -99,7 +99,7 @@ async fn a_529_and_a_5xx_on_an_idempotent_patch_are_retried() {
         )
         .await
         .unwrap();
-    assert_eq!(server.seen().len(), 3);
+    assert_eq!(server.seen().await.len(), 3);
 }
 
 #[tokio::test]
@@ -119,7 +119,7 @@ async fn a_5xx_on_create_is_not_blindly_posted_again() {
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    let methods: Vec<String> = server.seen().into_iter().map(|s| s.method).collect();
+    let methods: Vec<String> = server.seen().await.into_iter().map(|s| s.method).collect();
     assert_eq!(methods, ["POST", "GET", "POST"]);
 }
 
@@ -160,7 +160,7 @@ async fn client_errors_are_permanent_with_a_readable_reason() {
         assert!(err.reason.contains("GET /Users"), "{err}");
         assert!(!err.reason.contains("ada.lovelace@example.com"), "{err}");
         assert!(!err.reason.contains(TOKEN), "{err}");
-        assert_eq!(server.seen().len(), 1, "a 4xx is never retried");
+        assert_eq!(server.seen().await.len(), 1, "a 4xx is never retried");
     }
 }
 

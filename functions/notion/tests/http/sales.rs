@@ -64,9 +64,9 @@ async fn queries_resolve_the_data_source_once() {
     let email = BuyerEmail::parse("Ada+x@Example.com").unwrap();
     assert_eq!(c.find_by_email(&email).await.unwrap(), None);
 
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert_eq!(
-        server.lines(),
+        server.lines().await,
         [
             "GET /v1/databases/db-1",
             "POST /v1/data_sources/ds-1/query",
@@ -100,7 +100,7 @@ async fn a_configured_data_source_skips_the_database_lookup() {
     };
     let c = SalesClient::new(&cfg, budget()).unwrap();
     assert_eq!(c.find_by_order("o").await.unwrap(), None);
-    assert_eq!(server.lines(), ["POST /v1/data_sources/ds-9/query"]);
+    assert_eq!(server.lines().await, ["POST /v1/data_sources/ds-9/query"]);
 }
 
 #[tokio::test]
@@ -119,7 +119,7 @@ async fn create_writes_every_property() {
     let created = client(&server).create(&record).await.unwrap();
     assert_eq!(created.page_id.as_str(), "p-new");
     assert_eq!(created.notion_user_id.as_deref(), Some("u-7"));
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert_eq!(seen[1].line(), "POST /v1/pages");
     let text = |s: &str| json!([{"type": "text", "text": {"content": s}}]);
     assert_eq!(
@@ -151,7 +151,7 @@ async fn a_5xx_on_create_is_transient_and_not_repeated() {
     };
     let err = client(&server).create(&record).await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
-    assert_eq!(server.seen().len(), 2);
+    assert_eq!(server.seen().await.len(), 2);
 }
 
 #[tokio::test]
@@ -168,7 +168,7 @@ async fn set_user_id_patches_the_rich_text_property() {
     )
     .await
     .unwrap();
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert_eq!(seen[0].line(), "PATCH /v1/pages/p-1");
     assert_eq!(seen[0].header("notion-version"), Some("2025-09-03"));
     assert_eq!(

@@ -91,7 +91,7 @@ async fn find_user_sends_an_escaped_encoded_filter() {
         let server = Server::start(vec![no_match()]).await;
         let e = email(raw);
         assert_eq!(client(&server).find_user(&e).await.unwrap(), None);
-        let seen = server.seen();
+        let seen = server.seen().await;
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].line(), format!("GET {target}"));
         assert_eq!(
@@ -135,7 +135,7 @@ async fn the_configured_attribute_is_used() {
     let c = ScimClient::new(&cfg, budget()).unwrap();
     c.find_user(&email("a@b.co")).await.unwrap();
     assert_eq!(
-        server.lines(),
+        server.lines().await,
         ["GET /scim/v2/Users?filter=emails.value%20eq%20%22a%40b.co%22&startIndex=1&count=2"]
     );
     let bad = ScimConfig {
@@ -196,7 +196,7 @@ async fn create_user_posts_a_scim_user() {
     };
     assert_eq!(user.id.as_str(), "u-new");
     assert!(user.role.is_none());
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert_eq!(seen[0].line(), "POST /scim/v2/Users");
     assert_eq!(
         seen[0].header("content-type"),
@@ -274,7 +274,7 @@ async fn create_user_sends_notions_extension_only_with_a_role() {
         .create_user(&email("ada@example.com"), Some("Ada"))
         .await
         .unwrap();
-    let seen = server.seen();
+    let seen = server.seen().await;
     let (plain, with_role) = (seen[0].json(), seen[1].json());
     assert_eq!(
         plain["schemas"],
@@ -314,7 +314,7 @@ async fn a_blank_role_is_no_role() {
         .create_user(&email("ada@example.com"), None)
         .await
         .unwrap();
-    let body = server.seen()[0].json();
+    let body = server.seen().await[0].json();
     assert_eq!(
         body["schemas"],
         json!(["urn:ietf:params:scim:schemas:core:2.0:User"])
@@ -348,7 +348,7 @@ async fn group_patches_list_only_the_patch_op_schema() {
         .remove_members(&g, &ids(&["u2"]))
         .await
         .unwrap();
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert_eq!(seen.len(), 3);
     for s in &seen {
         assert_eq!(s.method, "PATCH", "enroll never PUTs a resource");
@@ -374,8 +374,8 @@ async fn create_user_reports_409_as_already_exists() {
         .await
         .unwrap();
     assert_eq!(created, Created::AlreadyExists);
-    assert!(server.seen()[0].json().get("name").is_none());
-    assert_eq!(server.seen().len(), 1);
+    assert!(server.seen().await[0].json().get("name").is_none());
+    assert_eq!(server.seen().await.len(), 1);
 }
 
 #[tokio::test]
@@ -390,7 +390,7 @@ async fn create_user_looks_up_before_posting_again_after_a_5xx() {
         .await
         .unwrap();
     assert!(matches!(created, Created::Created(u) if u.id.as_str() == "u-made"));
-    let lines = server.lines();
+    let lines = server.lines().await;
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0], "POST /scim/v2/Users");
     assert!(
@@ -409,7 +409,7 @@ async fn create_user_looks_up_before_posting_again_after_a_5xx() {
         .await
         .unwrap();
     assert!(matches!(created, Created::Created(u) if u.id.as_str() == "u-2"));
-    assert_eq!(server.seen().len(), 3);
+    assert_eq!(server.seen().await.len(), 3);
 }
 
 #[tokio::test]
@@ -434,7 +434,7 @@ async fn get_and_remove_user_treat_404_as_absent() {
     c.remove_user(&uid("gone")).await.unwrap();
     c.remove_user(&uid("u1")).await.unwrap();
     assert_eq!(
-        server.lines(),
+        server.lines().await,
         [
             "GET /scim/v2/Users/u0",
             "GET /scim/v2/Users/u1",
@@ -475,7 +475,7 @@ async fn add_members_batches_and_splits_on_413() {
     c.add_members(&GroupId::parse("g1").unwrap(), &users)
         .await
         .unwrap();
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert!(seen.iter().all(|s| s.line() == "PATCH /scim/v2/Groups/g1"));
     let bodies: Vec<Value> = seen.iter().map(|s| s.json()).collect();
     assert_eq!(
@@ -516,7 +516,7 @@ async fn remove_members_uses_one_path_filter_per_member() {
     )
     .await
     .unwrap();
-    let seen = server.seen();
+    let seen = server.seen().await;
     assert_eq!(seen[0].line(), "PATCH /scim/v2/Groups/g%201");
     assert_eq!(
         seen[0].header("content-type"),
@@ -557,7 +557,7 @@ async fn remove_members_in_value_list_form_always_carries_the_values() {
     let g = GroupId::parse("g1").unwrap();
     c.remove_members(&g, &ids(&["u1", "u2"])).await.unwrap();
     assert_eq!(
-        server.seen()[0].json(),
+        server.seen().await[0].json(),
         json!({
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
             "Operations": [{"op": "remove", "path": "members",
@@ -566,7 +566,11 @@ async fn remove_members_in_value_list_form_always_carries_the_values() {
     );
     let err = c.remove_members(&g, &[]).await.unwrap_err();
     assert!(err.is_permanent());
-    assert_eq!(server.seen().len(), 1, "nothing sent for an empty removal");
+    assert_eq!(
+        server.seen().await.len(),
+        1,
+        "nothing sent for an empty removal"
+    );
 }
 
 #[tokio::test]
@@ -584,7 +588,7 @@ async fn find_group_filters_by_display_name_without_members() {
     assert_eq!(g.unwrap().as_str(), "g-nm");
     assert_eq!(c.find_group(r#"Say "hi""#).await.unwrap(), None);
     assert_eq!(
-        server.lines(),
+        server.lines().await,
         [
             "GET /scim/v2/Groups?filter=displayName%20eq%20%22Notion%20Mastery%22&excludedAttributes=members",
             "GET /scim/v2/Groups?filter=displayName%20eq%20%22Say%20%5C%22hi%5C%22%22&excludedAttributes=members",
@@ -609,7 +613,7 @@ async fn list_all_users_pages_by_start_index() {
     assert_eq!(users.len(), 3);
     assert!(users[1].is_privileged());
     assert_eq!(
-        server.lines(),
+        server.lines().await,
         [
             "GET /scim/v2/Users?startIndex=1&count=100",
             "GET /scim/v2/Users?startIndex=3&count=100"
@@ -630,5 +634,5 @@ async fn group_members_lists_user_ids() {
         .await
         .unwrap();
     assert_eq!(members, ids(&["u1", "u2"]));
-    assert_eq!(server.lines(), ["GET /scim/v2/Groups/g1"]);
+    assert_eq!(server.lines().await, ["GET /scim/v2/Groups/g1"]);
 }

@@ -1,14 +1,11 @@
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
-use axum::Router;
 use enroll_core::ports::RateBudget;
 use enroll_notion::{RetryPolicy, TokenBucket};
 use serde_json::Value;
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use wiremock::http::HeaderMap;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const TOKEN: &str = "secret-test-token-0123456789";
 
@@ -23,6 +20,20 @@ pub struct Seen {
 }
 
 impl Seen {
+    fn of(r: &wiremock::Request) -> Self {
+        let mut target = r.url.path().to_owned();
+        if let Some(q) = r.url.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        Self {
+            method: r.method.to_string(),
+            target,
+            headers: r.headers.clone(),
+            body: r.body.clone(),
+        }
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).expect("request body is JSON")
     }
@@ -38,95 +49,64 @@ impl Seen {
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
-pub struct Answer {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
+pub struct Answer(ResponseTemplate);
 
 impl Answer {
     pub fn json(status: u16, body: Value) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type", "application/scim+json".into())],
-            body: body.to_string(),
-        }
+        Self(ResponseTemplate::new(status).set_body_raw(body.to_string(), "application/scim+json"))
     }
 
     pub fn empty(status: u16) -> Self {
-        Self {
-            status,
-            headers: vec![],
-            body: String::new(),
-        }
+        Self(ResponseTemplate::new(status))
     }
 
-    pub fn header(mut self, name: &'static str, value: &str) -> Self {
-        self.headers.push((name, value.to_owned()));
-        self
+    pub fn header(self, name: &'static str, value: &str) -> Self {
+        Self(self.0.insert_header(name, value))
     }
 }
 
-#[derive(Default)]
-struct Shared {
-    script: Mutex<VecDeque<Answer>>,
-    seen: Mutex<Vec<Seen>>,
-}
-
+/// A wiremock server that answers requests with its script, in order, whatever they ask for,
+/// and records every request.
 pub struct Server {
     pub url: String,
-    shared: Arc<Shared>,
+    mock: MockServer,
 }
 
 impl Server {
     pub async fn start(script: Vec<Answer>) -> Self {
-        let shared = Arc::new(Shared {
-            script: Mutex::new(script.into()),
-            seen: Mutex::default(),
-        });
-        let app = Router::new()
-            .fallback(record_and_answer)
-            .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, shared }
+        let mock = MockServer::start().await;
+        // Mocks of one priority are tried in the order they were mounted; each answers once.
+        for answer in script {
+            Mock::given(any())
+                .respond_with(answer.0)
+                .up_to_n_times(1)
+                .mount(&mock)
+                .await;
+        }
+        // After the script: an answer no client treats as success or retries.
+        Mock::given(any())
+            .respond_with(ResponseTemplate::new(418).set_body_string("unscripted request"))
+            .with_priority(u8::MAX)
+            .mount(&mock)
+            .await;
+        Self {
+            url: mock.uri(),
+            mock,
+        }
     }
 
-    pub fn seen(&self) -> Vec<Seen> {
-        self.shared.seen.lock().unwrap().clone()
+    pub async fn seen(&self) -> Vec<Seen> {
+        let requests = self.mock.received_requests().await;
+        requests
+            .expect("the server records requests")
+            .iter()
+            .map(Seen::of)
+            .collect()
     }
 
-    pub fn lines(&self) -> Vec<String> {
-        self.seen().iter().map(Seen::line).collect()
+    pub async fn lines(&self) -> Vec<String> {
+        self.seen().await.iter().map(Seen::line).collect()
     }
-}
-
-async fn record_and_answer(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
-    shared.seen.lock().unwrap().push(Seen {
-        method: parts.method.to_string(),
-        target: parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
-        headers: parts.headers,
-        body: body.to_vec(),
-    });
-    let answer = shared.script.lock().unwrap().pop_front();
-    let Some(answer) = answer else {
-        return Response::builder()
-            .status(StatusCode::IM_A_TEAPOT)
-            .body(Body::from("unscripted request"))
-            .unwrap();
-    };
-    let mut out = Response::builder().status(answer.status);
-    for (k, v) in answer.headers {
-        out = out.header(k, v);
-    }
-    out.body(Body::from(answer.body)).unwrap()
 }
 
 /// Generous enough never to slow a test down.
