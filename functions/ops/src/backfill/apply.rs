@@ -14,13 +14,18 @@ use enroll_core::ledger::{self, BuyerRecord};
 use enroll_core::ports::{Created, Directory};
 use enroll_core::redact::short_hash;
 use enroll_core::Failure;
+use enroll_notion::retry::{retry, RetryPolicy};
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Attempts at a ledger write that lost a race with the pipeline.
-const LEDGER_ATTEMPTS: usize = 5;
+const LEDGER_RETRY: RetryPolicy = RetryPolicy {
+    attempts: 5,
+    max_wait: std::time::Duration::from_secs(2),
+    first_backoff: std::time::Duration::from_millis(100),
+};
 
 pub struct ApplyOptions {
     pub show_progress: bool,
@@ -325,18 +330,10 @@ async fn record_ledger(
 /// Retries a read-modify-write that lost a race with the pipeline (a transient failure).
 async fn retry_ledger<T, F, Fut>(f: F) -> anyhow::Result<T>
 where
-    F: Fn() -> Fut,
+    F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Failure>>,
 {
-    let mut attempt = 0;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && attempt + 1 < LEDGER_ATTEMPTS => {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100 * attempt as u64)).await;
-            }
-            Err(e) => return Err(anyhow!("ledger: {}", e.reason)),
-        }
-    }
+    retry(&LEDGER_RETRY, f)
+        .await
+        .map_err(|e| anyhow!("ledger: {}", e.reason))
 }
