@@ -8,28 +8,52 @@
 use crate::catalog::Catalog;
 use crate::event::EventKind;
 use crate::ids::Platform;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// A secret value: never printed, never serialised back out by accident.
-#[derive(Clone, PartialEq, Eq, Deserialize, Default)]
+/// A secret value: never printed, never serialised back out by accident, wiped from memory
+/// when dropped.
+///
+/// A thin newtype over [`secrecy::SecretString`] rather than the bare type: the configuration
+/// derives `PartialEq` and `Serialize`, which `SecretString` refuses on purpose, so this type
+/// adds them in the one safe form each (equality of the values, for comparing configurations;
+/// serialisation as a placeholder). Deserialises from a plain string.
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
 
+    /// The value, for the one place that must send or check it.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose_secret()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.expose().is_empty()
     }
 }
+
+impl ExposeSecret<str> for Secret {
+    fn expose_secret(&self) -> &str {
+        self.expose()
+    }
+}
+
+/// For comparing configurations only; a credential is checked in constant time where it is
+/// received (the webhook signatures, the admin token).
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -466,6 +490,22 @@ access_months = 12
         );
         assert_eq!(c.scim.token.expose(), "scim-token");
         assert!(!format!("{c:?}").contains("scim-token"));
+    }
+
+    #[test]
+    fn secrets_read_from_a_string_and_never_print_or_serialise() {
+        let c = Config::from_toml(
+            &MINIMAL.replace("[notion]", "[notion]\ntoken = \"notion-file-token\""),
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(c.notion.token.expose(), "notion-file-token");
+        assert_eq!(format!("{:?}", c.notion.token), "Secret(<redacted>)");
+        let dumped = toml::to_string(&c).unwrap();
+        assert!(!dumped.contains("notion-file-token"), "{dumped}");
+        assert!(dumped.contains("token = \"<redacted>\""), "{dumped}");
+        assert_eq!(Secret::new("a"), Secret::new("a"));
+        assert_ne!(Secret::new("a"), Secret::new("b"));
     }
 
     #[test]
