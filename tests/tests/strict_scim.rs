@@ -485,7 +485,7 @@ fn purchases(config: &Config, run: &str) -> Vec<Purchase> {
             let platform = Platform::ALL[i % Platform::ALL.len()];
             // Alternate per round of seven, so every platform sells both products.
             let n = Platform::ALL.len();
-            let product_id = if (i / n + i % n).is_multiple_of(2) {
+            let product_id = if (i / n + i % n) % 2 == 0 {
                 "notion-mastery"
             } else {
                 "formula-fundamentals"
