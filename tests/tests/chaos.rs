@@ -115,10 +115,7 @@ fn config(sim: &enroll_simulator::SimHandle) -> Config {
     c.notion.base_url = sim.notion_base_url();
     c.notion.token = Secret::new("moto-chaos-notion");
     c.scim.timeout_secs = 1;
-    c.rate = RateConfig {
-        requests_per_second: 500.0,
-        burst: 100,
-    };
+    c.rate = RateConfig::uniform(500.0, 100);
     c
 }
 
@@ -232,7 +229,7 @@ async fn chaos_on_the_aws_adapters_loses_nothing_and_applies_nothing_twice() -> 
     // Visibility 3 s: a killed batch comes back soon; maxReceiveCount 5 as in template.yaml.
     let provision_q = moto::queue_with_dlq(5, 3).await?;
     let align_q = moto::queue_with_dlq(5, 3).await?;
-    let budget = enroll_notion::rate::from_config(&cfg.rate);
+    let budget = enroll_notion::rate::from_config(cfg.rate.scim());
     let clock = ManualClock::starting_now();
     let provisioner = Arc::new(
         Provisioner::new(

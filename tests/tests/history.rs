@@ -490,7 +490,7 @@ async fn provision_on_dynamodb_records_the_ingest_time_and_each_group_change() -
     );
     let scim = enroll_notion::ScimClient::new(
         &config.scim,
-        enroll_notion::rate::from_config(&config.rate),
+        enroll_notion::rate::from_config(config.rate.scim()),
     )
     .map_err(|f| anyhow::anyhow!(f.reason))?;
     let align = enroll_embedded::queue::EmbeddedQueue::new(
@@ -552,8 +552,11 @@ async fn audit_fix_is_in_the_buyers_history() -> Result<()> {
     let (sim, config) = simulator().await?;
     let store = enroll_embedded::store::FileStore::in_memory();
     let scim = || {
-        enroll_notion::ScimClient::new(&config.scim, enroll_notion::rate::from_config(&config.rate))
-            .map_err(|f| anyhow::anyhow!(f.reason))
+        enroll_notion::ScimClient::new(
+            &config.scim,
+            enroll_notion::rate::from_config(config.rate.scim()),
+        )
+        .map_err(|f| anyhow::anyhow!(f.reason))
     };
     let align = enroll_embedded::queue::EmbeddedQueue::new(
         "align",

@@ -18,7 +18,7 @@
 //! refused at ingest with 400, before any queue or SCIM request.
 
 use async_trait::async_trait;
-use enroll_core::config::{Config, RateConfig, Secret};
+use enroll_core::config::{Config, RateLimit, Secret};
 use enroll_core::event::EventKind;
 use enroll_core::ids::{BuyerEmail, Platform};
 use enroll_core::ports::{Directory, Queue};
@@ -706,7 +706,7 @@ fn scim() -> Scim {
     let mut cfg = config().scim;
     cfg.base_url = sim.scim_base_url();
     cfg.token = Secret::new("hostile-scim-token");
-    let budget = enroll_notion::rate::from_config(&RateConfig {
+    let budget = enroll_notion::rate::from_config(RateLimit {
         requests_per_second: 10_000.0,
         burst: 10_000,
     });

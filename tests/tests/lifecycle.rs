@@ -102,8 +102,11 @@ impl Harness {
         .await?;
         config.scim.base_url = sim.scim_base_url();
         config.scim.token = Secret::new("scim-test-token");
-        let scim = ScimClient::new(&config.scim, enroll_notion::rate::from_config(&config.rate))
-            .map_err(|f| anyhow!(f.reason))?;
+        let scim = ScimClient::new(
+            &config.scim,
+            enroll_notion::rate::from_config(config.rate.scim()),
+        )
+        .map_err(|f| anyhow!(f.reason))?;
         let (idempotency, ledger): (Arc<dyn IdempotencyStore>, Arc<dyn LedgerStore>) = match backend
         {
             Backend::Embedded => {

@@ -2,7 +2,7 @@
 //! `DynamoRateBudget` over the same table and token, behave as one budget.
 
 use enroll_aws::DynamoRateBudget;
-use enroll_core::config::{RateConfig, Secret};
+use enroll_core::config::{RateLimit, Secret};
 use enroll_core::ports::RateBudget;
 use enroll_tests::moto;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ const TOKEN: &str = "secret_shared_scim_token";
 
 async fn instances(n: usize, rate: f64, burst: u32) -> Vec<Arc<DynamoRateBudget>> {
     let store = moto::store().await.expect("moto table");
-    let cfg = RateConfig {
+    let limit = RateLimit {
         requests_per_second: rate,
         burst,
     };
@@ -22,7 +22,7 @@ async fn instances(n: usize, rate: f64, burst: u32) -> Vec<Arc<DynamoRateBudget>
                 store.client.clone(),
                 store.table.clone(),
                 &Secret::new(TOKEN),
-                &cfg,
+                limit,
             ))
         })
         .collect()

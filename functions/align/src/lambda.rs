@@ -28,7 +28,7 @@ impl Deps {
             dynamo.clone(),
             &table,
             &config.notion.token,
-            &config.rate,
+            config.rate.api(),
         ));
         let history = DynamoHistory::new(dynamo.clone(), &table)
             .with_retention(config.history.retention_days);

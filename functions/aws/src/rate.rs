@@ -55,7 +55,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
-use enroll_core::config::{RateConfig, Secret};
+use enroll_core::config::{RateLimit, Secret};
 use enroll_core::ports::RateBudget;
 use enroll_core::redact::short_hash;
 use enroll_core::Failure;
@@ -194,6 +194,8 @@ pub struct DynamoRateBudget {
     waiting: AtomicUsize,
     /// DynamoDB requests made, for `enroll bench` and tests.
     table_requests: AtomicU64,
+    table_writes: AtomicU64,
+    leases: AtomicU64,
 }
 
 impl std::fmt::Debug for DynamoRateBudget {
@@ -224,13 +226,14 @@ impl Drop for Waiting<'_> {
 }
 
 impl DynamoRateBudget {
-    /// The budget of `token`, kept in `table`.
+    /// The budget of `token`, kept in `table`, at that token's limit (`config.rate.scim()` for
+    /// the SCIM token, `config.rate.api()` for the integration token).
     ///
     /// # Panics
     /// If the rate is not a positive finite number; configuration validation refuses such a
     /// value before it gets here.
-    pub fn new(client: Client, table: impl Into<String>, token: &Secret, cfg: &RateConfig) -> Self {
-        let rate = cfg.requests_per_second;
+    pub fn new(client: Client, table: impl Into<String>, token: &Secret, limit: RateLimit) -> Self {
+        let rate = limit.requests_per_second;
         assert!(
             rate.is_finite() && rate > 0.0,
             "requests_per_second must be positive and finite"
@@ -241,7 +244,7 @@ impl DynamoRateBudget {
             table: table.into(),
             pk: rate_pk(token),
             rate,
-            burst: f64::from(cfg.burst.max(1)),
+            burst: f64::from(limit.burst.max(1)),
             lease_max: ((rate * LEASE_SPAN_SECS).floor() as usize).clamp(1, LEASE_MAX),
             grace_us: interval_us.min(GRACE_MAX_US),
             local: Mutex::new(Local {
@@ -254,12 +257,33 @@ impl DynamoRateBudget {
             leasing: tokio::sync::Mutex::new(()),
             waiting: AtomicUsize::new(0),
             table_requests: AtomicU64::new(0),
+            table_writes: AtomicU64::new(0),
+            leases: AtomicU64::new(0),
         }
     }
 
     /// DynamoDB requests this instance has made.
     pub fn table_requests(&self) -> u64 {
         self.table_requests.load(Ordering::Relaxed)
+    }
+
+    pub fn table_writes(&self) -> u64 {
+        self.table_writes.load(Ordering::Relaxed)
+    }
+    pub fn leases(&self) -> u64 {
+        self.leases.load(Ordering::Relaxed)
+    }
+    pub async fn acquire_slot(&self) -> i64 {
+        loop {
+            let (slot, reserved_at) = self.slot().await;
+            sleep_until_us(slot).await;
+            let _ = reserved_at;
+            let blocked_until = self.local().blocked_until;
+            if slot >= blocked_until {
+                return slot;
+            }
+            sleep_until_us(blocked_until).await;
+        }
     }
 
     /// The most slots one write reserves.
@@ -316,6 +340,7 @@ impl DynamoRateBudget {
                 .expression_attribute_values(":seen", n(seen.version))
         };
         self.table_requests.fetch_add(1, Ordering::Relaxed);
+        self.table_writes.fetch_add(1, Ordering::Relaxed);
         match req.send().await {
             Ok(_) => Ok(Ok(())),
             Err(e) => match e.as_service_error() {
@@ -402,6 +427,7 @@ impl DynamoRateBudget {
             let k = self.waiting.load(Ordering::SeqCst).clamp(1, self.lease_max);
             match self.lease(k).await {
                 Ok(slots) => {
+                    self.leases.fetch_add(1, Ordering::Relaxed);
                     let mut l = self.local();
                     l.slots.extend(slots);
                     l.reserved_at = now_us();

@@ -364,7 +364,7 @@ impl LocalTarget {
                 anyhow::ensure!(r.is_finite() && r > 0.0, "--rate must be positive");
                 Arc::new(TokenBucket::new(r, 1))
             }
-            None => Arc::new(TokenBucket::from_config(&config.rate)),
+            None => Arc::new(TokenBucket::from_config(config.rate.scim())),
         };
         let scim = ScimClient::new(&config.scim, budget).map_err(|f| anyhow!(f.reason))?;
         let ws = Workspace::new(config, ledger, scim);

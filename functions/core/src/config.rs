@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod rate;
+pub use rate::{RateConfig, RateLimit, RateOverride};
+
 /// A secret value: never printed, never serialised back out by accident, wiped from memory
 /// when dropped.
 ///
@@ -176,25 +179,6 @@ pub struct NotionConfig {
     pub properties: SalesProperties,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
-}
-
-/// The Notion request budget, shared by every caller of one token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RateConfig {
-    #[serde(default = "default_rate")]
-    pub requests_per_second: f64,
-    #[serde(default = "default_burst")]
-    pub burst: u32,
-}
-
-impl Default for RateConfig {
-    fn default() -> Self {
-        Self {
-            requests_per_second: default_rate(),
-            burst: default_burst(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -367,12 +351,7 @@ impl Config {
         if self.notion.database_id.trim().is_empty() {
             return bad("notion.database_id", "must name the sales database");
         }
-        if !(self.rate.requests_per_second > 0.0 && self.rate.requests_per_second.is_finite()) {
-            return bad("rate.requests_per_second", "must be a positive number");
-        }
-        if self.rate.burst == 0 {
-            return bad("rate.burst", "must be at least 1");
-        }
+        self.rate.validate()?;
         if self.ingest.max_body_bytes < 1024 {
             return bad("ingest.max_body_bytes", "must be at least 1024");
         }
@@ -433,12 +412,6 @@ fn default_order_id() -> String {
 }
 fn default_user_id() -> String {
     "Notion User ID".into()
-}
-fn default_rate() -> f64 {
-    3.0
-}
-fn default_burst() -> u32 {
-    3
 }
 fn default_max_body() -> usize {
     256 * 1024

@@ -178,9 +178,10 @@ impl Runtime {
             }
         }
 
-        // One budget per token: SCIM and the public API use different tokens.
-        let scim_budget = enroll_notion::rate::from_config(&config.rate);
-        let notion_budget = enroll_notion::rate::from_config(&config.rate);
+        // One budget per token, each at its own limit: SCIM and the public API use different
+        // tokens ([rate.scim], [rate.api]).
+        let scim_budget = enroll_notion::rate::from_config(config.rate.scim());
+        let notion_budget = enroll_notion::rate::from_config(config.rate.api());
         let directory =
             ScimClient::new(&config.scim, scim_budget).map_err(|f| anyhow::anyhow!(f.reason))?;
         let sales = SalesClient::new(&config.notion, notion_budget)

@@ -481,7 +481,7 @@ pub async fn from_data_dir(
         .and_then(|b| serde_json::from_slice::<enroll_simulator::SimState>(&b).ok());
     let names = match (simulated, config) {
         (_, Some(cfg)) if !crate::runtime::needs_simulator(cfg) => {
-            let budget = enroll_notion::rate::from_config(&cfg.rate);
+            let budget = enroll_notion::rate::from_config(cfg.rate.scim());
             let scim = enroll_notion::ScimClient::new(&cfg.scim, budget)
                 .map_err(|f| anyhow::anyhow!(f.reason))?;
             scim_group_names(cfg, &scim, &GroupResolver::default(), &found.group_ids()).await

@@ -187,8 +187,9 @@ fn record_written(state: &SimState, config: &Config, email: &str) -> bool {
 
 /// Runs the demo; `rate` is the simulated Notion budget in requests per second.
 pub async fn run(mut config: Config, rate: f64) -> anyhow::Result<DemoReport> {
-    config.rate.requests_per_second = rate;
-    config.rate.burst = config.rate.burst.max(rate.ceil() as u32);
+    // The one simulated budget, for SCIM and the public API alike, whatever the file set.
+    let burst = config.rate.burst.max(rate.ceil() as u32);
+    config.rate = enroll_core::config::RateConfig::uniform(rate, burst);
     let rt = Runtime::start(Options {
         config,
         data_dir: None,

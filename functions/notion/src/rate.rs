@@ -1,7 +1,7 @@
 //! The in-process request budget: a token bucket (kept as GCRA, the "virtual scheduling" form of
 //! it) shared by every caller of one Notion token.
 
-use enroll_core::config::RateConfig;
+use enroll_core::config::RateLimit;
 use enroll_core::ports::RateBudget;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -53,8 +53,9 @@ impl TokenBucket {
         }
     }
 
-    pub fn from_config(cfg: &RateConfig) -> Self {
-        Self::new(cfg.requests_per_second, cfg.burst)
+    /// The bucket for one budget: `config.rate.scim()` or `config.rate.api()`.
+    pub fn from_config(limit: RateLimit) -> Self {
+        Self::new(limit.requests_per_second, limit.burst)
     }
 
     fn now(&self) -> f64 {
@@ -80,9 +81,10 @@ impl TokenBucket {
     }
 }
 
-/// A budget shared by every client of one token, built from configuration.
-pub fn from_config(cfg: &RateConfig) -> Arc<dyn RateBudget> {
-    Arc::new(TokenBucket::from_config(cfg))
+/// A budget shared by every client of one token, built from that token's limit:
+/// `config.rate.scim()` for the SCIM token, `config.rate.api()` for the integration token.
+pub fn from_config(limit: RateLimit) -> Arc<dyn RateBudget> {
+    Arc::new(TokenBucket::from_config(limit))
 }
 
 #[async_trait::async_trait]
@@ -188,6 +190,35 @@ mod tests {
         for pair in all.windows(2) {
             assert!(pair[1] - pair[0] >= Duration::from_millis(499), "{all:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_scim_and_api_budgets_each_keep_their_own_limit() {
+        let mut rate = enroll_core::config::RateConfig::uniform(3.0, 3);
+        rate.scim.requests_per_second = Some(100.0);
+        rate.api.requests_per_second = Some(1.0);
+        rate.api.burst = Some(1);
+        let scim = Arc::new(TokenBucket::from_config(rate.scim()));
+        let api = Arc::new(TokenBucket::from_config(rate.api()));
+        // A burst of align requests queues 19 s deep on the API budget...
+        let t0 = Instant::now();
+        let align: Vec<_> = (0..20).map(|_| spawn_acquire(&api, t0)).collect();
+        tokio::task::yield_now().await;
+        // ...while provision's SCIM requests go at 100/s after a burst of 3: 53 in 0.5 s.
+        let scim_times = finish_times(scim, 53).await;
+        assert!(
+            scim_times[52] <= Duration::from_millis(501),
+            "{scim_times:?}"
+        );
+        let mut align_times = Vec::new();
+        for t in align {
+            align_times.push(t.await.unwrap());
+        }
+        align_times.sort();
+        assert!(
+            (18_999..=19_001).contains(&align_times[19].as_millis()),
+            "{align_times:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

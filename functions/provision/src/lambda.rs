@@ -63,7 +63,7 @@ pub async fn provisioner_from_env(
         dynamo.clone(),
         &table,
         &config.scim.token,
-        &config.rate,
+        config.rate.scim(),
     ));
     let history =
         DynamoHistory::new(dynamo.clone(), &table).with_retention(config.history.retention_days);

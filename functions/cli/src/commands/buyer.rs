@@ -147,7 +147,7 @@ async fn on_dynamo(config: Config, aws: &crate::target::Aws) -> anyhow::Result<P
     let table = aws.res.table.clone().unwrap_or_default();
     let dynamo = aws_sdk_dynamodb::Client::new(&aws.sdk);
     let store = Arc::new(enroll_aws::DynamoStore::new(dynamo, table));
-    let budget = enroll_notion::rate::from_config(&config.rate);
+    let budget = enroll_notion::rate::from_config(config.rate.scim());
     let scim = ScimClient::new(&config.scim, budget)
         .map_err(|f| anyhow!(f.reason))
         .context("building the SCIM client")?;

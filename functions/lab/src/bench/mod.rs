@@ -216,7 +216,7 @@ impl Metered {
 
 fn metered(cfg: &Config) -> Arc<Metered> {
     Arc::new(Metered {
-        inner: enroll_notion::rate::from_config(&cfg.rate),
+        inner: enroll_notion::rate::from_config(cfg.rate.scim()),
         last: Mutex::new(None),
         throttled: AtomicU64::new(0),
     })

@@ -157,8 +157,7 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
     // is raised so the run measures faults, not the 3 requests/second of production.
     config.scim.timeout_secs = 1;
     config.notion.timeout_secs = 1;
-    config.rate.requests_per_second = 500.0;
-    config.rate.burst = 100;
+    config.rate = enroll_core::config::RateConfig::uniform(500.0, 100);
 
     let plan = plan(&config, o.events, o.duplicates, o.early_refunds, o.seed)?;
     let (keys, refused) = deliver::ingest(&config, &dir.path, &plan).await?;
