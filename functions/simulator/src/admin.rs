@@ -26,6 +26,7 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/rate-limit/scim", put(put_scim_rate_limit))
         .route("/rate-limit/notion", put(put_notion_rate_limit))
         .route("/max-members-per-patch", put(put_max_members_per_patch))
+        .route("/latency-ms", put(put_latency_ms))
         .route("/requests", get(requests))
         .layer(from_fn_with_state(sim.clone(), authenticate))
         .with_state(sim)
@@ -106,6 +107,13 @@ async fn put_max_members_per_patch(
     body: Bytes,
 ) -> Result<StatusCode, Refused> {
     sim.set_max_members_per_patch(parse::<Option<usize>>(&body)?);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The body is milliseconds every SCIM and public API request waits, or `null` for none.
+async fn put_latency_ms(State(sim): State<Sim>, body: Bytes) -> Result<StatusCode, Refused> {
+    let ms = parse::<Option<u64>>(&body)?;
+    sim.set_latency(ms.map(std::time::Duration::from_millis));
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -10,7 +10,11 @@
 //! - `notion`: databases, data sources, pages and data source queries, Notion error bodies.
 //! - [`faults`] and [`ratelimit`]: seeded fault injection and the token buckets (one for SCIM,
 //!   one for the public API).
-//! - [`traffic`]: per-endpoint counters and the recorded requests tests assert on.
+//! - [`traffic`]: per-endpoint counters, the recorded requests tests assert on, and what each
+//!   budget let through ([`BudgetUse`]).
+//! - Latency ([`SimHandle::set_latency`], `PUT /_sim/latency-ms`): every SCIM and public API
+//!   request is answered that long after it arrives, each on its own task. Joins to Groups can
+//!   be watched ([`SimHandle::watch_joins`]) so a benchmark sees access without asking SCIM.
 //! - `server`: hyper's connection loop and the front door (record, fault, rate limit, route);
 //!   `admin`: the `/_sim/` endpoints; `sim`: the shared, locked state.
 //!
@@ -50,7 +54,8 @@ pub use model::{
     DataSource, Database, Email, Group, Name, Page, PropertyKind, PropertyValue, SimState, User,
 };
 pub use ratelimit::RateLimit;
-pub use traffic::RecordedRequest;
+pub use sim::Joined;
+pub use traffic::{BudgetUse, RecordedRequest};
 
 use serde::{Deserialize, Serialize};
 use sim::{Budget, Shared, Sim};
@@ -58,7 +63,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// How to start a simulator: its tokens, its limits and the seed state.
@@ -179,7 +185,30 @@ impl SimHandle {
         self.sim.set_max_members_per_patch(cap);
     }
 
-    /// Clears the counters and the recorded requests.
+    /// Every SCIM and public API request is answered `latency` after it arrives (the rate
+    /// limits and faults apply once it has arrived); `None` or zero answers at once. Requests
+    /// wait concurrently: a hundred requests at once all take one `latency`.
+    pub fn set_latency(&self, latency: Option<Duration>) {
+        self.sim.set_latency(latency);
+    }
+
+    /// Every member who joins a Group from now on (SCIM PATCH or PUT), with when it was
+    /// applied: membership seen without spending requests. A new watcher replaces the last.
+    pub fn watch_joins(&self) -> mpsc::UnboundedReceiver<Joined> {
+        self.sim.watch_joins()
+    }
+
+    /// What the SCIM bucket let through and refused since the counters were reset.
+    pub fn scim_budget_use(&self) -> BudgetUse {
+        self.sim.traffic().scim
+    }
+
+    /// What the public API's bucket let through and refused since the counters were reset.
+    pub fn notion_budget_use(&self) -> BudgetUse {
+        self.sim.traffic().notion
+    }
+
+    /// Clears the counters, the recorded requests and the budgets' use.
     pub fn reset_counters(&self) {
         self.sim.traffic().reset();
     }

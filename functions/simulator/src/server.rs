@@ -132,6 +132,11 @@ async fn handle(sim: Sim, app: Router, req: Request<Incoming>) -> Result<Respons
         sim.traffic().record(recorded(&parts, &bytes));
     }
     if matches!(api, Api::Scim | Api::Notion) {
+        // Each request waits on its own task, so latency delays requests but never serialises
+        // them; the token is taken once the request "arrives", as a server far away takes it.
+        if let Some(latency) = sim.latency() {
+            tokio::time::sleep(latency).await;
+        }
         let fault = sim.faults().decide(parts.method.as_str(), parts.uri.path());
         match fault {
             Some(FaultAction::Drop) => return Err(Dropped),

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
 
 /// Enough to replay what a long `enroll simulate` session saw last without growing forever.
 const KEPT_REQUESTS: usize = 10_000;
@@ -19,10 +20,38 @@ pub struct RecordedRequest {
     pub body: String,
 }
 
+/// What one rate budget (SCIM, or the public API) let through since the counters were reset:
+/// enough to tell how busy a client kept it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetUse {
+    /// Requests that got a token.
+    pub accepted: u64,
+    /// Requests answered 429.
+    pub throttled: u64,
+    /// When the first and the last accepted request took their token.
+    pub first: Option<Instant>,
+    pub last: Option<Instant>,
+}
+
+impl BudgetUse {
+    pub(crate) fn note(&mut self, accepted: bool) {
+        if !accepted {
+            self.throttled += 1;
+            return;
+        }
+        let now = Instant::now();
+        self.accepted += 1;
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
     counters: BTreeMap<String, u64>,
     requests: VecDeque<RecordedRequest>,
+    pub(crate) scim: BudgetUse,
+    pub(crate) notion: BudgetUse,
 }
 
 impl Traffic {
@@ -46,6 +75,8 @@ impl Traffic {
     pub(crate) fn reset(&mut self) {
         self.counters.clear();
         self.requests.clear();
+        self.scim = BudgetUse::default();
+        self.notion = BudgetUse::default();
     }
 }
 

@@ -228,11 +228,13 @@ pub(crate) async fn replace(
     let i = find(&state, &id)?;
     let input = parse_input(&state, &body)?;
     ensure_unique(&state, &input.display_name, Some(&id))?;
+    let before = std::mem::take(&mut state.groups[i].members);
     let g = &mut state.groups[i];
     g.display_name = input.display_name;
     g.members = input.members;
     g.external_id = input.external_id;
     g.last_modified = now();
+    sim.note_joins(&state, &before, &state.groups[i]);
     let json = group_json(&state, &state.groups[i], &ctx.base);
     Ok(scim_json(StatusCode::OK, &ctx.projection().apply(json)))
 }
@@ -263,6 +265,7 @@ pub(crate) async fn patch(
     }
     ensure_unique(&state, &g.display_name, Some(&id))?;
     g.last_modified = now();
+    sim.note_joins(&state, &state.groups[i].members, &g);
     state.groups[i] = g;
     if !ctx.asks_for_attributes() {
         return Ok(StatusCode::NO_CONTENT.into_response());

@@ -228,3 +228,29 @@ async fn delete_group() {
     assert_eq!(status, 404);
     assert_scim_error(&err, "404", None);
 }
+
+#[tokio::test]
+async fn a_watcher_sees_each_join_once_and_the_budget_counts_requests() {
+    let w = world().await;
+    w.f.sim
+        .set_latency(Some(std::time::Duration::from_millis(5)));
+    w.f.sim.reset_counters();
+    let mut joins = w.f.sim.watch_joins();
+    let add = |ids: &[&String]| {
+        let value: Vec<_> = ids.iter().map(|id| json!({"value": id})).collect();
+        json!([{"op": "add", "path": "members", "value": value}])
+    };
+    w.f.patch_group(&w.group, add(&[&w.a, &w.b])).await;
+    // A second add of a member already in the Group is no join.
+    w.f.patch_group(&w.group, add(&[&w.a, &w.c])).await;
+    let mut seen = Vec::new();
+    while let Ok(j) = joins.try_recv() {
+        assert_eq!(j.group, "Notion Mastery");
+        seen.push(j.user_name);
+    }
+    assert_eq!(seen, ["a@example.com", "b@example.com", "c@example.com"]);
+    let used = w.f.sim.scim_budget_use();
+    assert_eq!((used.accepted, used.throttled), (2, 0));
+    assert!(used.first.is_some() && used.last >= used.first);
+    assert_eq!(w.f.sim.notion_budget_use().accepted, 0);
+}
