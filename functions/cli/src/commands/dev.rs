@@ -49,6 +49,16 @@ pub struct SimulateArgs {
     /// printed at start, when left out.
     #[arg(long, env = "ENROLL_SIM_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Limit SCIM to this many requests per second, answering 429 over it; unlimited when
+    /// left out. SCIM and the public API have separate buckets, as their tokens do.
+    #[arg(long)]
+    scim_rate: Option<f64>,
+    /// Limit the public API (the sales database) likewise; Notion documents an average of 3.
+    #[arg(long)]
+    api_rate: Option<f64>,
+    /// Requests a limited API accepts at once after a quiet spell (both buckets).
+    #[arg(long, default_value_t = 3)]
+    burst: u32,
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -164,7 +174,12 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         scim_token,
         notion_token,
         admin_token,
+        scim_rate,
+        api_rate,
+        burst,
     } = args;
+    let scim_rate_limit = sim_limit("--scim-rate", scim_rate, burst)?;
+    let notion_rate_limit = sim_limit("--api-rate", api_rate, burst)?;
     // `/_sim/` shows every member and changes state: never open, even on loopback.
     let generated = admin_token.is_none();
     let admin_token = admin_token.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
@@ -178,8 +193,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         enroll_simulator::SimConfig {
             scim_token,
             notion_token,
-            scim_rate_limit: None,
-            notion_rate_limit: None,
+            scim_rate_limit,
+            notion_rate_limit,
             admin_token: Some(admin_token.clone()),
             max_members_per_patch: None,
             state,
@@ -204,4 +219,21 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     }
     sim.shutdown().await;
     Ok(())
+}
+
+/// One simulated bucket from its flag; `None` leaves that API unlimited.
+fn sim_limit(
+    flag: &str,
+    rate: Option<f64>,
+    burst: u32,
+) -> anyhow::Result<Option<enroll_simulator::RateLimit>> {
+    let Some(per_second) = rate else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        per_second.is_finite() && per_second > 0.0,
+        "{flag} must be a positive number of requests per second"
+    );
+    anyhow::ensure!(burst >= 1, "--burst must be at least 1");
+    Ok(Some(enroll_simulator::RateLimit { per_second, burst }))
 }
