@@ -616,9 +616,83 @@ async fn list_all_users_pages_by_start_index() {
         server.lines().await,
         [
             "GET /scim/v2/Users?startIndex=1&count=100",
-            "GET /scim/v2/Users?startIndex=3&count=100"
+            "GET /scim/v2/Users?startIndex=3&count=2"
         ]
     );
+}
+
+/// A directory of `members` users (`u0001`, ...) that returns at most `cap` per page, at a
+/// delay so that pages asked for together are in flight together; `short` pages, keyed by
+/// their startIndex, hold only that many users.
+async fn directory(members: usize, cap: usize, short: &'static [(usize, usize)]) -> Server {
+    Server::answering(move |r| {
+        let param = |name: &str| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .unwrap()
+        };
+        let start = param("startIndex");
+        let mut count = param("count").min(cap);
+        if let Some((_, n)) = short.iter().find(|(s, _)| *s == start) {
+            count = count.min(*n);
+        }
+        let users: Vec<Value> = (start..start + count)
+            .take_while(|i| *i <= members)
+            .map(|i| json!({"id": format!("u{i:04}"), "userName": format!("m{i}@x.org")}))
+            .collect();
+        Answer::json(200, json!({"totalResults": members, "Resources": users}))
+            .after(std::time::Duration::from_millis(20))
+    })
+    .await
+}
+
+fn start_indices(lines: &[String]) -> Vec<String> {
+    let mut starts: Vec<String> = lines
+        .iter()
+        .map(|l| l.trim_start_matches("GET /scim/v2/Users?").to_owned())
+        .collect();
+    starts.sort();
+    starts
+}
+
+fn expected_ids(members: usize) -> Vec<String> {
+    (1..=members).map(|i| format!("u{i:04}")).collect()
+}
+
+#[tokio::test]
+async fn list_all_users_asks_for_every_page_once_and_keeps_the_order() {
+    let server = directory(1050, 100, &[]).await;
+    let users = client(&server).list_all_users().await.unwrap();
+    let got: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(got, expected_ids(1050));
+    let mut want: Vec<String> = (0..11)
+        .map(|p| format!("startIndex={}&count=100", 1 + p * 100))
+        .collect();
+    want.sort();
+    assert_eq!(start_indices(&server.lines().await), want);
+}
+
+#[tokio::test]
+async fn list_all_users_follows_a_smaller_server_page_and_fills_a_short_page() {
+    // The server gives 40 per page; the page at 41 comes back with only 25, leaving 66..80
+    // to be asked for on its own.
+    let server = directory(130, 40, &[(41, 25)]).await;
+    let users = client(&server).list_all_users().await.unwrap();
+    let got: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(got, expected_ids(130));
+    let mut want: Vec<String> = [
+        "startIndex=1&count=100",
+        "startIndex=41&count=40",
+        "startIndex=66&count=15",
+        "startIndex=81&count=40",
+        "startIndex=121&count=40",
+    ]
+    .map(String::from)
+    .to_vec();
+    want.sort();
+    assert_eq!(start_indices(&server.lines().await), want);
 }
 
 #[tokio::test]

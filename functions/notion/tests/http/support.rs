@@ -60,6 +60,11 @@ impl Answer {
         Self(ResponseTemplate::new(status))
     }
 
+    /// Answers only after `delay`, so requests sent together overlap.
+    pub fn after(self, delay: Duration) -> Self {
+        Self(self.0.set_delay(delay))
+    }
+
     pub fn header(self, name: &'static str, value: &str) -> Self {
         Self(self.0.insert_header(name, value))
     }
@@ -87,6 +92,23 @@ impl Server {
         Mock::given(any())
             .respond_with(ResponseTemplate::new(418).set_body_string("unscripted request"))
             .with_priority(u8::MAX)
+            .mount(&mock)
+            .await;
+        Self {
+            url: mock.uri(),
+            mock,
+        }
+    }
+
+    /// A server that answers every request with `answer(request)`, in any order, and records
+    /// every request.
+    pub async fn answering<F>(answer: F) -> Self
+    where
+        F: Fn(&wiremock::Request) -> Answer + Send + Sync + 'static,
+    {
+        let mock = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(move |r: &wiremock::Request| answer(r).0)
             .mount(&mock)
             .await;
         Self {
