@@ -80,8 +80,9 @@ impl EmbeddedDeadLetters {
                 if let Some(p) = pace {
                     p.acquire().await;
                 }
-                let there = act(&m)
-                    .map_err(|e| Failure::transient(format!("writing the queue journal: {e}")))?;
+                let there = act(&m).map_err(|e| {
+                    Failure::transient(format!("writing the queue journal: {e}")).caused_by(&e)
+                })?;
                 if !there {
                     continue;
                 }

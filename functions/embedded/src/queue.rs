@@ -332,7 +332,9 @@ impl Queue for EmbeddedQueue {
     async fn send(&self, body: &str) -> Result<(), Failure> {
         self.send_with(body, BTreeMap::new())
             .map(drop)
-            .map_err(|e| Failure::transient(format!("queue {} unavailable: {e}", self.name)))
+            .map_err(|e| {
+                Failure::transient(format!("queue {} unavailable: {e}", self.name)).caused_by(&e)
+            })
     }
 }
 
@@ -379,7 +381,9 @@ impl DeadLetters for QueueDeadLetters {
         self.dlq
             .send_with(body, parked_attributes(why, &self.source))
             .map(drop)
-            .map_err(|e| Failure::transient(format!("dead-letter queue unavailable: {e}")))
+            .map_err(|e| {
+                Failure::transient(format!("dead-letter queue unavailable: {e}")).caused_by(&e)
+            })
     }
 }
 

@@ -46,7 +46,7 @@ fn history_prefix(email: &BuyerEmail) -> String {
 }
 
 fn io_failure(e: io::Error) -> Failure {
-    Failure::transient(format!("embedded store write failed: {e}"))
+    Failure::transient(format!("embedded store write failed: {e}")).caused_by(&e)
 }
 
 impl FileStore {

@@ -460,14 +460,14 @@ impl Http {
     }
 
     fn transport_failure(&self, req: &Request<'_>, where_: &str, e: reqwest::Error) -> Attempt {
+        // Without the URL: its query may hold a filter with an address in it.
+        let e = e.without_url();
         let unsent = e.is_connect();
         let what = if e.is_timeout() {
             "timed out".to_owned()
         } else if unsent {
             "could not connect".to_owned()
         } else {
-            // Without the URL: its query may hold a filter with an address in it.
-            let e = e.without_url();
             let mut text = e.to_string();
             let mut source = std::error::Error::source(&e);
             while let Some(s) = source {
@@ -479,7 +479,8 @@ impl Http {
         };
         let error = HttpError {
             status: None,
-            failure: Failure::transient(format!("{where_}: {what}")),
+            // The redacted chain stays on the failure (its `source()`), for whoever logs it.
+            failure: Failure::transient(format!("{where_}: {what}")).caused_by(&e),
             maybe_applied: !unsent,
         };
         if unsent || req.replay == Replay::Safe {

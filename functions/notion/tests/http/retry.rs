@@ -181,4 +181,7 @@ async fn a_server_that_cannot_be_reached_is_transient() {
         .unwrap_err();
     assert!(matches!(err.class, ErrorClass::Transient { .. }), "{err}");
     assert!(err.reason.contains("could not connect"), "{err}");
+    // The transport's own error stays attached as the failure's cause, for whoever logs it.
+    let cause = std::error::Error::source(&err).expect("the failure keeps its cause");
+    assert!(!cause.to_string().is_empty());
 }
