@@ -103,3 +103,51 @@ async fn a_back_off_from_one_instance_delays_the_others() {
         t0.elapsed()
     );
 }
+
+/// Many instances leasing at once: every lease is exactly one DynamoDB write (no lost races to
+/// pay for), and the slots handed out, wherever they went, fit one token bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contended_leases_cost_one_write_each_and_keep_the_rate() {
+    let (rate, burst) = (50.0, 3);
+    let budgets = instances(4, rate, burst).await;
+    let mut handles = Vec::new();
+    for b in &budgets {
+        for _ in 0..6 {
+            let b = b.clone();
+            handles.push(tokio::spawn(async move {
+                let mut slots = Vec::new();
+                for _ in 0..8 {
+                    slots.push(b.acquire_slot().await);
+                }
+                slots
+            }));
+        }
+    }
+    let mut slots = Vec::new();
+    for h in handles {
+        slots.extend(h.await.unwrap());
+    }
+    assert_eq!(slots.len(), 4 * 6 * 8);
+
+    let writes: u64 = budgets.iter().map(|b| b.table_writes()).sum();
+    let leases: u64 = budgets.iter().map(|b| b.leases()).sum();
+    eprintln!(
+        "{leases} leases, {writes} writes: {:.2} writes per lease",
+        writes as f64 / leases as f64
+    );
+    assert!(leases > 4, "every instance leased at least once: {leases}");
+    assert_eq!(writes, leases, "one write per lease");
+
+    // The slots in any window of length W number at most burst + rate·W, whoever holds them.
+    slots.sort_unstable();
+    for (i, first) in slots.iter().enumerate() {
+        for (j, last) in slots.iter().enumerate().skip(i) {
+            let w = (last - first) as f64 / 1e6;
+            let count = j - i + 1;
+            assert!(
+                count as f64 <= f64::from(burst) + rate * w + 1e-9,
+                "{count} slots within {w:.3} s"
+            );
+        }
+    }
+}

@@ -24,7 +24,7 @@
 //! | buyer | `buyer#<email>` | `buyer` | `doc` (S, the `BuyerRecord` as JSON), `version` (N), and only while `next_change_at` is set: `due_pk` = `due` (S), `due_at` (S, RFC 3339 UTC, nanoseconds, sortable) |
 //! | buyer history | `buyer#<email>` | `hist#<first entry's time, RFC 3339 UTC, nanoseconds>#<8 random hex>` | `entries` (S, JSON array of `{at, stage, what}`: one append, e.g. one event's entries), `expiration` (N, epoch s, TTL: the last entry's time plus `[history] retention_days`, default 400) |
 //! | identity index | `user#<Notion user id>` | `user` | `email` (S) |
-//! | rate budget | `rate#<short sha256 of the token>` | `rate` | `tokens` (N, negative while slots are reserved ahead), `refilled_at` (N, epoch µs), `blocked_until` (N, epoch µs), `version` (N) |
+//! | rate budget | `rate#<short sha256 of the token>` | `rate` | `next_at` (N, epoch µs: the first untaken point of the shared schedule), `blocked_until` (N, epoch µs) |
 //!
 //! The global secondary index `due` (partition `due_pk`, sort `due_at`, keys only) is sparse: it
 //! holds exactly the buyers whose access changes at some moment, and `buyers_due` queries

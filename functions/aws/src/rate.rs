@@ -3,57 +3,85 @@
 //!
 //! # The item
 //!
-//! `pk = rate#<short sha256 of the token>`, `sk = rate`, holding a token bucket refilled lazily:
-//! `tokens` (N, may be negative), `refilled_at` (N, epoch µs: the moment `tokens` was true),
-//! `blocked_until` (N, epoch µs: nobody sends before it, set after a 429) and `version` (N).
-//! Every change is one conditional `UpdateItem` on the `version` this instance last saw, with
-//! `ReturnValuesOnConditionCheckFailure = ALL_OLD`: a lost race hands back the current item at
-//! no extra read, and the change is recomputed from it.
+//! `pk = rate#<short sha256 of the token>`, `sk = rate`, holding a *schedule*:
+//! `next_at` (N, epoch µs: the first point of the shared schedule nobody has taken yet) and
+//! `blocked_until` (N, epoch µs: nobody sends before it, set after a 429).
 //!
-//! # Reservations instead of polling
+//! The schedule is a line of *points* one interval `T = 1/rate` apart (`T` rounded up to a
+//! whole µs, so the rate is never exceeded by rounding). Taking `k` points is one unconditional
+//! `UpdateItem`: `SET next_at = if_not_exists(next_at, :floor) + k·T` with `ALL_NEW`, which the
+//! table applies atomically and never refuses, however many instances take at once. The write
+//! that moves `next_at` from `e - k·T` to `e` owns the points `e - k·T, …, e - T`: the
+//! (linearisable) writes cut the line into disjoint pieces, so a lease is exactly one write even
+//! under contention. There is no version to race on and no lost race to recompute.
 //!
-//! Taking `k` tokens from a bucket holding `a` leaves `a - k`; when that is negative the bucket
-//! is in debt, and the `j`-th token taken becomes due at the moment the refill would have
-//! produced it, `start + max(0, j - a) / rate`. So one write hands the instance `k` *slots*,
-//! exact future moments, and its callers sleep until them. Nobody polls an empty bucket, and
-//! instances never wake together to race for the same token: the shared schedule is split into
-//! disjoint slots by the order of the (linearisable) conditional writes.
+//! # From points to slots
+//!
+//! A point `p` taken at local time `now` becomes the *slot* `max(p, now)`, the moment its
+//! caller may send; points older than `floor = max(now - L, blocked_until)`, with
+//! `L = (burst - 1)·T`, are thrown away. Those are the tokens a full bucket would have let
+//! overflow: a schedule that lags `L` behind `now` is a bucket holding its whole burst, which
+//! the first `burst` usable points spend at once (all at `now`), and nothing older.
+//!
+//! # Moving the schedule forward after an idle period
+//!
+//! When the bucket has been idle, `next_at` lies far in the past and a take would hand back
+//! only overflowed points. So when the item as this instance last saw it says a take could not
+//! yield one usable point (`next_at + k·T <= floor`), the lease is instead one *conditional*
+//! write, `SET next_at = floor + k·T` if `next_at <= floor` and no pause later than the one
+//! this instance knows of is stored, and it owns `floor, …, floor + (k-1)·T`. Only an idle
+//! bucket passes that condition, and a busy bucket is not restarted: under contention every
+//! active instance last saw a schedule at or ahead of its floor, and takes. A restart that
+//! loses (another instance used the bucket since this one looked) gets the item back
+//! (`ALL_OLD`) and takes: two writes, once, for an instance that was idle while others were
+//! busy. A take that yields nothing usable (the item lagged more than this instance knew)
+//! restarts. A lease gives up after a few tries, and the caller paces itself locally.
 //!
 //! # Why the rate holds across instances
 //!
-//! The slots handed out are exactly the moments at which a single token bucket of capacity
-//! `burst` and refill `rate` would let a request through, whoever asked: so the slots falling in
-//! any window of length `W` number at most `burst + rate·W`. A caller never sends before its
-//! slot; a slot left unused longer than `grace` (at most one refill interval, 50 ms at most) is
-//! thrown away rather than spent late, so sends in a window use slots from at most `grace`
-//! earlier: at most `burst + 1 + rate·W` requests in any window, across any number of instances.
+//! Invariants, whatever the interleaving of instances:
+//! 1. `next_at` never decreases (a take adds, a restart and a pause only move it forward past
+//!    every point already owned), so points owned by different writes never coincide, and any
+//!    two points handed out are at least `T` apart.
+//! 2. Every slot `s` of a point `p` has `p <= s <= p + L`, and `s >= blocked_until` as known
+//!    to the instance that leased it.
+//!
+//! So the slots in any window `[a, a + W]` come from points in `[a - L, a + W]`, at most
+//! `(W + L)/T + 1 <= burst + rate·W` of them: exactly a token bucket of capacity `burst` and
+//! refill `rate`. A caller never sends before its slot; a slot left unused longer than `grace`
+//! (at most one interval, 50 ms at most) is thrown away rather than spent late, so sends in a
+//! window use slots from at most `grace` earlier: at most `burst + 1 + rate·W` requests in any
+//! window, across any number of instances.
 //!
 //! # Few DynamoDB requests
 //!
 //! An instance reserves slots for all its callers waiting at that moment (a *lease*), up to a
 //! quarter second of the rate: at 3 requests/s that is one write per Notion request, at 100/s
 //! one write per up to 25 requests. Only one task per instance talks to the table at a time; the
-//! others wait for its lease. When an instance works alone its cached copy of the item is
-//! current and a lease is exactly one `UpdateItem`.
+//! others wait for its lease. [`DynamoRateBudget::table_writes`] and
+//! [`DynamoRateBudget::leases`] count both, for `enroll bench` and tests.
 //!
 //! # 429s
 //!
 //! [`RateBudget::back_off`] pauses this instance at once and writes `blocked_until` (never
-//! shortening one already there). Reservations start after it, with no burst on resuming: the
-//! bucket is left with at most one token at `blocked_until`. Other instances see it at their next
-//! lease, and a caller whose slot was reserved over a second ago re-reads the item before
-//! sending, so a long wait cannot carry it across someone else's pause.
+//! shortening one already there), moving `next_at` up to it when it was earlier: points start
+//! again at `blocked_until`, one per interval, with no burst on resuming. Other instances see
+//! it at their next lease (`ALL_NEW` carries it), and a caller whose slot was reserved over a
+//! second ago re-reads the item before sending, so a long wait cannot carry it across someone
+//! else's pause. Slots before a known pause are thrown away.
 //!
 //! Clocks: instances compare wall-clock times. Lambda's clocks are kept by NTP to within
-//! milliseconds; an instance whose clock runs ahead by `δ` can over-refill by `δ·rate` once, and
-//! one that runs behind refills nothing until it catches up (`refilled_at` never goes back).
+//! milliseconds; an instance whose clock runs ahead by `δ` can restart an idle schedule `δ`
+//! early, i.e. over-spend by `δ·rate` once; one that runs behind takes points that look
+//! later to it, which only slows it.
 
 use crate::error::classify;
 use crate::item::{n, s, Item};
 use crate::schema::{PK, SK};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use enroll_core::config::{RateLimit, Secret};
 use enroll_core::ports::RateBudget;
@@ -66,20 +94,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 pub(crate) const SK_RATE: &str = "rate";
-const TOKENS: &str = "tokens";
-const REFILLED_AT: &str = "refilled_at";
+const NEXT_AT: &str = "next_at";
 const BLOCKED_UNTIL: &str = "blocked_until";
-const VERSION: &str = "version";
+/// The expression names of the two attributes.
+const N: (&str, &str) = ("#n", NEXT_AT);
+const B: (&str, &str) = ("#b", BLOCKED_UNTIL);
 
 /// A lease covers at most this much of the rate.
 const LEASE_SPAN_SECS: f64 = 0.25;
 const LEASE_MAX: usize = 100;
 /// Longest a reserved slot may lie unused before it is thrown away.
 const GRACE_MAX_US: i64 = 50_000;
+/// An instance that last saw callers queueing assumes for this long past the end of the
+/// schedule it saw that other instances kept the queue going, and takes rather than restarts.
+const QUEUE_OUTLIVES_US: i64 = 1_000_000;
 /// A slot reserved longer ago than this is checked against `blocked_until` before it is used.
 const RECHECK_US: i64 = 1_000_000;
-/// Lost races in a row before a lease gives up (and the caller paces itself locally once).
-const MAX_RACES: u32 = 16;
+/// Writes one lease may make before it gives up (and the caller paces itself locally once):
+/// a lease is one write, two after a wrong guess about an idle bucket, more only when pauses
+/// land in between.
+const MAX_TRIES: u32 = 4;
 
 /// The partition key of the budget item for a token: a short hash, never the token.
 pub fn rate_pk(token: &Secret) -> String {
@@ -92,75 +126,123 @@ fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// The budget item as last seen. `version` 0: not stored yet.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Bucket {
-    tokens: f64,
-    refilled_at: i64,
+/// The budget item as last seen; a missing attribute reads as 0 (long ago).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Schedule {
+    next_at: i64,
     blocked_until: i64,
-    version: u64,
 }
 
-impl Bucket {
-    fn full(burst: f64) -> Self {
-        Self {
-            tokens: burst,
-            refilled_at: 0,
-            blocked_until: 0,
-            version: 0,
-        }
-    }
-
-    /// Tokens at `at` (not before `refilled_at`), capped at the burst.
-    fn tokens_at(&self, at: i64, rate: f64, burst: f64) -> f64 {
-        let elapsed = (at - self.refilled_at).max(0) as f64 / 1e6;
-        (self.tokens + elapsed * rate).min(burst)
-    }
-
-    /// Takes `k` tokens at `now`: the new state and the moment each token is due.
-    fn take(&self, now: i64, k: usize, rate: f64, burst: f64) -> (Bucket, Vec<i64>) {
-        let start = now.max(self.refilled_at).max(self.blocked_until);
-        let available = self.tokens_at(start, rate, burst);
-        let slots = (1..=k)
-            .map(|j| {
-                let wait = (j as f64 - available).max(0.0) / rate;
-                start + (wait * 1e6).ceil() as i64
-            })
-            .collect();
-        let next = Bucket {
-            tokens: available - k as f64,
-            refilled_at: start,
-            blocked_until: self.blocked_until,
-            version: self.version + 1,
-        };
-        (next, slots)
-    }
-
-    /// Nobody sends before `until`; afterwards the steady rate resumes with no burst. `None`
-    /// when a pause at least as long is already in place.
-    fn block(&self, now: i64, until: i64, rate: f64, burst: f64) -> Option<Bucket> {
-        if until <= self.blocked_until {
-            return None;
-        }
-        Some(Bucket {
-            tokens: self.tokens_at(now, rate, burst).min(1.0),
-            refilled_at: until.max(self.refilled_at),
-            blocked_until: until,
-            version: self.version + 1,
-        })
-    }
-
-    fn from_item(item: &Item) -> Option<Self> {
+impl Schedule {
+    fn from_item(item: &Item) -> Self {
         let num = |name: &str| match item.get(name) {
-            Some(AttributeValue::N(v)) => Some(v.as_str()),
-            _ => None,
+            Some(AttributeValue::N(v)) => v.parse::<f64>().map_or(0, |v| v as i64),
+            _ => 0,
         };
-        Some(Self {
-            tokens: num(TOKENS)?.parse().ok()?,
-            refilled_at: num(REFILLED_AT)?.parse().ok()?,
-            blocked_until: num(BLOCKED_UNTIL)?.parse().ok()?,
-            version: num(VERSION)?.parse().ok()?,
-        })
+        Self {
+            next_at: num(NEXT_AT),
+            blocked_until: num(BLOCKED_UNTIL),
+        }
+    }
+
+    /// Both fields only move forward; a late answer never takes a newer one back.
+    fn merge(self, other: Schedule) -> Schedule {
+        Schedule {
+            next_at: self.next_at.max(other.next_at),
+            blocked_until: self.blocked_until.max(other.blocked_until),
+        }
+    }
+}
+
+/// One write a lease makes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Plan {
+    /// Unconditional: `next_at = if_not_exists(next_at, floor) + span`.
+    Take { floor: i64, span: i64 },
+    /// Conditional on `next_at <= floor`: `next_at = floor + span`.
+    Restart { floor: i64, span: i64 },
+}
+
+/// The fixed numbers of one budget's schedule, all in µs.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    /// One point per `interval`: `1/rate`, rounded up.
+    interval: i64,
+    /// How far behind `now` a point may lie and still be used: `(burst - 1)·interval`.
+    tolerance: i64,
+}
+
+impl Pace {
+    fn new(rate: f64, burst: u32) -> Self {
+        let interval = ((1e6 / rate).ceil() as i64).max(1);
+        Self {
+            interval,
+            tolerance: i64::from(burst.max(1) - 1) * interval,
+        }
+    }
+
+    /// The oldest point still usable at `now`.
+    fn floor(&self, now: i64, blocked_until: i64) -> i64 {
+        (now - self.tolerance).max(blocked_until)
+    }
+
+    /// The write a lease of `k` makes, given the item as last seen (`None`: never seen) and
+    /// whether callers were queueing then.
+    fn plan(&self, seen: Option<Schedule>, queued: bool, now: i64, blocked: i64, k: usize) -> Plan {
+        let floor = self.floor(now, blocked);
+        let span = k as i64 * self.interval;
+        // A queue seen lately is most likely still there, kept up by other instances.
+        let trust = if queued { QUEUE_OUTLIVES_US } else { 0 };
+        match seen {
+            // Even the last point a take would own is too old, unless someone took since:
+            // restart.
+            Some(s) if s.next_at + span - self.interval + trust < floor => {
+                Plan::Restart { floor, span }
+            }
+            _ => Plan::Take { floor, span },
+        }
+    }
+
+    /// Whether a write of `plan` at `now`, by an instance that had last seen `seen`, came back
+    /// showing a queue that other instances share: callers queueing (its first point, or the
+    /// first free point when refused, still ahead of `now`) and someone else having written
+    /// since `seen` (the item moved on without us). A queue this instance keeps alone tells
+    /// nothing about others, and its own view of it is exact.
+    fn queued(&self, seen: Option<Schedule>, plan: Plan, written: &Written, now: i64) -> bool {
+        let (Plan::Take { span, .. } | Plan::Restart { span, .. }) = plan;
+        let (Written::Done(after) | Written::Refused(after)) = written;
+        let others = match (plan, written) {
+            (Plan::Take { .. }, _) => seen.is_none_or(|s| after.next_at - span != s.next_at),
+            (Plan::Restart { .. }, Written::Done(_)) => false,
+            (Plan::Restart { .. }, Written::Refused(_)) => true,
+        };
+        others && after.next_at - span > now
+    }
+
+    /// The slots a write of `plan`, planned at `now` knowing of a pause until `blocked_until`,
+    /// granted, given what it came back with. Empty: try again with what it came back with.
+    fn granted(&self, plan: Plan, written: &Written, now: i64, blocked_until: i64) -> Vec<i64> {
+        match (plan, written) {
+            (Plan::Take { span, .. }, Written::Done(after) | Written::Refused(after)) => {
+                let floor = self.floor(now, blocked_until.max(after.blocked_until));
+                self.slots(after.next_at - span, after.next_at, now, floor)
+            }
+            (Plan::Restart { floor, span }, Written::Done(_)) => {
+                self.slots(floor, floor + span, now, floor)
+            }
+            // Someone used the bucket since, or paused it.
+            (Plan::Restart { .. }, Written::Refused(_)) => Vec::new(),
+        }
+    }
+
+    /// The slots of the points `[from, to)` leased at `now`: too old ones thrown away, the
+    /// rest no earlier than `now`.
+    fn slots(&self, from: i64, to: i64, now: i64, floor: i64) -> Vec<i64> {
+        (from..to)
+            .step_by(self.interval as usize)
+            .filter(|p| *p >= floor)
+            .map(|p| p.max(now))
+            .collect()
     }
 }
 
@@ -170,8 +252,10 @@ struct Local {
     slots: VecDeque<i64>,
     /// When the slots at the front were reserved.
     reserved_at: i64,
-    /// The last item state written or read.
-    seen: Option<Bucket>,
+    /// The item as last written or read.
+    seen: Option<Schedule>,
+    /// Whether callers of other instances were queueing too when it was last seen.
+    queued: bool,
     /// The latest pause this instance knows of, its own or another instance's.
     blocked_until: i64,
     /// Local pacing while the table cannot be reached.
@@ -185,6 +269,7 @@ pub struct DynamoRateBudget {
     pk: String,
     rate: f64,
     burst: f64,
+    pace: Pace,
     lease_max: usize,
     grace_us: i64,
     local: Mutex<Local>,
@@ -192,7 +277,7 @@ pub struct DynamoRateBudget {
     leasing: tokio::sync::Mutex<()>,
     /// Callers waiting for a slot: the size of the next lease.
     waiting: AtomicUsize,
-    /// DynamoDB requests made, for `enroll bench` and tests.
+    /// DynamoDB requests made (reads and writes), writes alone, and leases that got slots.
     table_requests: AtomicU64,
     table_writes: AtomicU64,
     leases: AtomicU64,
@@ -225,6 +310,13 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// What a write came back with: the item after it, or, when its condition failed, the item
+/// that made it fail.
+enum Written {
+    Done(Schedule),
+    Refused(Schedule),
+}
+
 impl DynamoRateBudget {
     /// The budget of `token`, kept in `table`, at that token's limit (`config.rate.scim()` for
     /// the SCIM token, `config.rate.api()` for the integration token).
@@ -238,19 +330,21 @@ impl DynamoRateBudget {
             rate.is_finite() && rate > 0.0,
             "requests_per_second must be positive and finite"
         );
-        let interval_us = (1e6 / rate).ceil() as i64;
+        let pace = Pace::new(rate, limit.burst);
         Self {
             client,
             table: table.into(),
             pk: rate_pk(token),
             rate,
             burst: f64::from(limit.burst.max(1)),
+            pace,
             lease_max: ((rate * LEASE_SPAN_SECS).floor() as usize).clamp(1, LEASE_MAX),
-            grace_us: interval_us.min(GRACE_MAX_US),
+            grace_us: pace.interval.min(GRACE_MAX_US),
             local: Mutex::new(Local {
                 slots: VecDeque::new(),
                 reserved_at: 0,
                 seen: None,
+                queued: false,
                 blocked_until: 0,
                 fallback_next: 0,
             }),
@@ -262,28 +356,20 @@ impl DynamoRateBudget {
         }
     }
 
-    /// DynamoDB requests this instance has made.
+    /// DynamoDB requests this instance has made, reads included.
     pub fn table_requests(&self) -> u64 {
         self.table_requests.load(Ordering::Relaxed)
     }
 
+    /// DynamoDB writes this instance has made (refused conditional writes included: they are
+    /// billed too).
     pub fn table_writes(&self) -> u64 {
         self.table_writes.load(Ordering::Relaxed)
     }
+
+    /// Leases this instance has taken: each handed out up to [`Self::lease_max`] slots.
     pub fn leases(&self) -> u64 {
         self.leases.load(Ordering::Relaxed)
-    }
-    pub async fn acquire_slot(&self) -> i64 {
-        loop {
-            let (slot, reserved_at) = self.slot().await;
-            sleep_until_us(slot).await;
-            let _ = reserved_at;
-            let blocked_until = self.local().blocked_until;
-            if slot >= blocked_until {
-                return slot;
-            }
-            sleep_until_us(blocked_until).await;
-        }
     }
 
     /// The most slots one write reserves.
@@ -314,85 +400,93 @@ impl DynamoRateBudget {
         None
     }
 
-    /// Writes `next` if the item is still `seen`. `Ok(Err(current))` when another instance
-    /// changed it first.
-    async fn swap(&self, seen: &Bucket, next: &Bucket) -> Result<Result<(), Bucket>, Failure> {
+    /// An `UpdateItem` of the budget item returning the item after it; `conditional` ones
+    /// also return the item that refused them. Names `#n` and `#b` are the attributes the
+    /// expressions use (DynamoDB refuses a name no expression uses).
+    fn update(&self, names: &[(&str, &str)], conditional: bool) -> UpdateItemFluentBuilder {
         let mut req = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(self.key()))
-            .update_expression("SET #t = :t, #r = :r, #b = :b, #v = :next")
-            .expression_attribute_names("#t", TOKENS)
-            .expression_attribute_names("#r", REFILLED_AT)
-            .expression_attribute_names("#b", BLOCKED_UNTIL)
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":t", n(next.tokens))
-            .expression_attribute_values(":r", n(next.refilled_at))
-            .expression_attribute_values(":b", n(next.blocked_until))
-            .expression_attribute_values(":next", n(next.version))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        req = if seen.version == 0 {
-            req.condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", PK)
-        } else {
-            req.condition_expression("#v = :seen")
-                .expression_attribute_values(":seen", n(seen.version))
-        };
-        self.table_requests.fetch_add(1, Ordering::Relaxed);
-        self.table_writes.fetch_add(1, Ordering::Relaxed);
-        match req.send().await {
-            Ok(_) => Ok(Ok(())),
-            Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(lost)) => Ok(Err(lost
-                    .item()
-                    .and_then(Bucket::from_item)
-                    .unwrap_or_else(|| Bucket::full(self.burst)))),
-                _ => Err(classify("UpdateItem", e).into()),
-            },
+            .return_values(ReturnValue::AllNew);
+        for (alias, name) in names {
+            req = req.expression_attribute_names(*alias, *name);
         }
+        if conditional {
+            req = req.return_values_on_condition_check_failure(
+                ReturnValuesOnConditionCheckFailure::AllOld,
+            );
+        }
+        req
     }
 
-    /// Applies `change` to the item, recomputing it from the current item after a lost race.
-    async fn update<T>(
-        &self,
-        change: impl Fn(&Bucket, i64) -> Option<(Bucket, T)>,
-    ) -> Result<Option<T>, Failure> {
-        let mut current = self
-            .local()
-            .seen
-            .unwrap_or_else(|| Bucket::full(self.burst));
-        for _ in 0..MAX_RACES {
-            let Some((next, out)) = change(&current, now_us()) else {
-                self.remember(current);
-                return Ok(None);
-            };
-            match self.swap(&current, &next).await? {
-                Ok(()) => {
-                    self.remember(next);
-                    return Ok(Some(out));
+    /// Sends one write and remembers what it returned.
+    async fn write(&self, req: UpdateItemFluentBuilder) -> Result<Written, Failure> {
+        self.table_requests.fetch_add(1, Ordering::Relaxed);
+        self.table_writes.fetch_add(1, Ordering::Relaxed);
+        let written = match req.send().await {
+            Ok(out) => Written::Done(
+                out.attributes()
+                    .map(Schedule::from_item)
+                    .unwrap_or_default(),
+            ),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => {
+                    Written::Refused(refused.item().map(Schedule::from_item).unwrap_or_default())
                 }
-                Err(now_stored) => current = now_stored,
+                _ => return Err(classify("UpdateItem", e).into()),
+            },
+        };
+        let (Written::Done(item) | Written::Refused(item)) = &written;
+        self.remember(*item);
+        Ok(written)
+    }
+
+    fn remember(&self, b: Schedule) {
+        let mut l = self.local();
+        l.blocked_until = l.blocked_until.max(b.blocked_until);
+        l.seen = Some(l.seen.map_or(b, |seen| seen.merge(b)));
+    }
+
+    /// Reserves up to `k` slots in the shared schedule: one write, unless this instance
+    /// guessed wrong about an idle bucket.
+    async fn lease(&self, k: usize) -> Result<Vec<i64>, Failure> {
+        for _ in 0..MAX_TRIES {
+            let now = now_us();
+            let (seen, queued, blocked) = {
+                let l = self.local();
+                (l.seen, l.queued, l.blocked_until)
+            };
+            let plan = self.pace.plan(seen, queued, now, blocked, k);
+            let req = match plan {
+                Plan::Take { floor, span } => self
+                    .update(&[N], false)
+                    .update_expression("SET #n = if_not_exists(#n, :floor) + :span")
+                    .expression_attribute_values(":floor", n(floor))
+                    .expression_attribute_values(":span", n(span)),
+                Plan::Restart { floor, span } => self
+                    .update(&[N, B], true)
+                    .update_expression("SET #n = :next")
+                    .condition_expression(
+                        "(attribute_not_exists(#n) OR #n <= :floor) \
+                         AND (attribute_not_exists(#b) OR #b <= :blocked)",
+                    )
+                    .expression_attribute_values(":next", n(floor + span))
+                    .expression_attribute_values(":floor", n(floor))
+                    .expression_attribute_values(":blocked", n(blocked)),
+            };
+            let written = self.write(req).await?;
+            let slots = self.pace.granted(plan, &written, now, blocked);
+            self.local().queued = self.pace.queued(seen, plan, &written, now);
+            if !slots.is_empty() {
+                self.leases.fetch_add(1, Ordering::Relaxed);
+                return Ok(slots);
             }
         }
         Err(Failure::transient(format!(
-            "rate budget: lost {MAX_RACES} races in a row for the budget item"
+            "rate budget: no usable slot after {MAX_TRIES} writes to the budget item"
         )))
-    }
-
-    fn remember(&self, b: Bucket) {
-        let mut l = self.local();
-        l.blocked_until = l.blocked_until.max(b.blocked_until);
-        l.seen = Some(b);
-    }
-
-    /// Reserves `k` slots in the shared schedule.
-    async fn lease(&self, k: usize) -> Result<Vec<i64>, Failure> {
-        let (rate, burst) = (self.rate, self.burst);
-        let slots = self
-            .update(|b, now| Some(b.take(now, k, rate, burst)))
-            .await?;
-        Ok(slots.unwrap_or_default())
     }
 
     /// Re-reads the item for a pause set by another instance.
@@ -407,8 +501,8 @@ impl DynamoRateBudget {
             .send()
             .await
             .map_err(|e| classify("GetItem", e))?;
-        if let Some(b) = out.item().and_then(Bucket::from_item) {
-            self.remember(b);
+        if let Some(item) = out.item() {
+            self.remember(Schedule::from_item(item));
         }
         Ok(())
     }
@@ -427,7 +521,6 @@ impl DynamoRateBudget {
             let k = self.waiting.load(Ordering::SeqCst).clamp(1, self.lease_max);
             match self.lease(k).await {
                 Ok(slots) => {
-                    self.leases.fetch_add(1, Ordering::Relaxed);
                     let mut l = self.local();
                     l.slots.extend(slots);
                     l.reserved_at = now_us();
@@ -439,11 +532,58 @@ impl DynamoRateBudget {
                     let now = now_us();
                     let mut l = self.local();
                     let slot = now.max(l.fallback_next).max(l.blocked_until);
-                    l.fallback_next = slot + (1e6 / self.rate).ceil() as i64;
+                    l.fallback_next = slot + self.pace.interval;
                     return (slot, now);
                 }
             }
         }
+    }
+
+    /// Waits for a slot like [`RateBudget::acquire`] and returns it (epoch µs): the moment
+    /// the caller was let through, for tests and the bench to check the schedule.
+    pub async fn acquire_slot(&self) -> i64 {
+        loop {
+            let (slot, reserved_at) = self.slot().await;
+            sleep_until_us(slot).await;
+            if slot - reserved_at > RECHECK_US {
+                if let Err(f) = self.refresh().await {
+                    tracing::warn!(reason = %f.reason, "rate budget: could not re-read the pause");
+                }
+            }
+            // A pause that arrived while we slept moves us behind it too.
+            let blocked_until = self.local().blocked_until;
+            if slot >= blocked_until {
+                return slot;
+            }
+            sleep_until_us(blocked_until).await;
+        }
+    }
+
+    /// Shares a pause until `until`: `blocked_until` never goes back, and the schedule moves
+    /// up to it so no point before it is handed out again.
+    async fn share_pause(&self, until: i64) -> Result<(), Failure> {
+        let both = self
+            .update(&[N, B], true)
+            .update_expression("SET #n = :until, #b = :until")
+            .condition_expression(
+                "(attribute_not_exists(#n) OR #n < :until) \
+                 AND (attribute_not_exists(#b) OR #b < :until)",
+            )
+            .expression_attribute_values(":until", n(until));
+        let Written::Refused(stored) = self.write(both).await? else {
+            return Ok(());
+        };
+        if stored.blocked_until >= until {
+            return Ok(());
+        }
+        // The schedule already runs past the pause: only the pause itself is missing.
+        let pause = self
+            .update(&[B], true)
+            .update_expression("SET #b = :until")
+            .condition_expression("attribute_not_exists(#b) OR #b < :until")
+            .expression_attribute_values(":until", n(until));
+        self.write(pause).await?;
+        Ok(())
     }
 }
 
@@ -457,21 +597,7 @@ async fn sleep_until_us(at: i64) {
 #[async_trait]
 impl RateBudget for DynamoRateBudget {
     async fn acquire(&self) {
-        loop {
-            let (slot, reserved_at) = self.slot().await;
-            sleep_until_us(slot).await;
-            if slot - reserved_at > RECHECK_US {
-                if let Err(f) = self.refresh().await {
-                    tracing::warn!(reason = %f.reason, "rate budget: could not re-read the pause");
-                }
-            }
-            // A pause that arrived while we slept moves us behind it too.
-            let blocked_until = self.local().blocked_until;
-            if slot >= blocked_until {
-                return;
-            }
-            sleep_until_us(blocked_until).await;
-        }
+        self.acquire_slot().await;
     }
 
     async fn back_off(&self, retry_after: Duration) {
@@ -480,11 +606,7 @@ impl RateBudget for DynamoRateBudget {
             let mut l = self.local();
             l.blocked_until = l.blocked_until.max(until);
         }
-        let (rate, burst) = (self.rate, self.burst);
-        let written = self
-            .update(|b, now| b.block(now, until, rate, burst).map(|next| (next, ())))
-            .await;
-        if let Err(f) = written {
+        if let Err(f) = self.share_pause(until).await {
             tracing::warn!(reason = %f.reason, "rate budget: could not share the pause; this instance still honours it");
         }
     }
@@ -495,51 +617,192 @@ mod tests {
     use super::*;
 
     const RATE: f64 = 10.0;
-    const BURST: f64 = 3.0;
+    const BURST: u32 = 3;
+    const S: i64 = 1_000_000;
 
-    #[test]
-    fn a_full_bucket_gives_its_burst_at_once_then_one_slot_per_interval() {
-        let (next, slots) = Bucket::full(BURST).take(1_000_000, 5, RATE, BURST);
-        assert_eq!(
-            slots,
-            [1_000_000, 1_000_000, 1_000_000, 1_100_000, 1_200_000]
-        );
-        assert_eq!(next.tokens, -2.0);
-        // The next taker continues the schedule rather than sharing a slot.
-        let (_, more) = next.take(1_000_000, 2, RATE, BURST);
-        assert_eq!(more, [1_300_000, 1_400_000]);
+    /// The budget item as DynamoDB applies the two lease writes to it.
+    fn apply(item: &mut Option<Schedule>, plan: Plan, blocked_known: i64) -> Written {
+        let stored = item.unwrap_or_default();
+        match plan {
+            Plan::Take { floor, span } => {
+                let from = item.map_or(floor, |i| i.next_at);
+                let after = Schedule {
+                    next_at: from + span,
+                    ..stored
+                };
+                *item = Some(after);
+                Written::Done(after)
+            }
+            Plan::Restart { floor, span } => {
+                if item.is_some()
+                    && (stored.next_at > floor || stored.blocked_until > blocked_known)
+                {
+                    return Written::Refused(stored);
+                }
+                let after = Schedule {
+                    next_at: floor + span,
+                    ..stored
+                };
+                *item = Some(after);
+                Written::Done(after)
+            }
+        }
+    }
+
+    /// One instance's view, leasing as `DynamoRateBudget::lease` does.
+    #[derive(Default)]
+    struct Instance {
+        seen: Option<Schedule>,
+        queued: bool,
+        blocked: i64,
+        writes: u32,
+    }
+
+    impl Instance {
+        fn lease(&mut self, item: &mut Option<Schedule>, now: i64, k: usize) -> Vec<i64> {
+            let pace = Pace::new(RATE, BURST);
+            for _ in 0..MAX_TRIES {
+                let plan = pace.plan(self.seen, self.queued, now, self.blocked, k);
+                let written = apply(item, plan, self.blocked);
+                self.writes += 1;
+                self.queued = pace.queued(self.seen, plan, &written, now);
+                let (Written::Done(after) | Written::Refused(after)) = &written;
+                self.seen = Some(*after);
+                let slots = pace.granted(plan, &written, now, self.blocked);
+                self.blocked = self.blocked.max(after.blocked_until);
+                if !slots.is_empty() {
+                    return slots;
+                }
+            }
+            panic!("no slot after {MAX_TRIES} writes");
+        }
     }
 
     #[test]
-    fn an_idle_bucket_refills_only_up_to_the_burst() {
-        let (b, _) = Bucket::full(BURST).take(0, 3, RATE, BURST);
-        let (_, slots) = b.take(60_000_000, 4, RATE, BURST);
-        assert_eq!(slots, [60_000_000, 60_000_000, 60_000_000, 60_100_000]);
+    fn a_take_owns_its_points_and_the_burst_comes_at_once() {
+        let mut item: Option<Schedule> = None;
+        let mut a = Instance::default();
+        // Nothing stored: the first take starts the schedule at the floor, so the burst
+        // (three points within the tolerance) is spent at once.
+        assert_eq!(
+            a.lease(&mut item, 10 * S, 5),
+            [10 * S, 10 * S, 10 * S, 101 * S / 10, 102 * S / 10]
+        );
+        // Another instance, never having looked, continues the schedule.
+        let mut b = Instance::default();
+        assert_eq!(b.lease(&mut item, 10 * S, 2), [103 * S / 10, 104 * S / 10]);
+        assert_eq!((a.writes, b.writes), (1, 1));
+    }
+
+    #[test]
+    fn an_idle_bucket_restarts_with_one_write_and_refills_only_up_to_the_burst() {
+        let mut item: Option<Schedule> = None;
+        let mut a = Instance::default();
+        a.lease(&mut item, 0, 3);
+        assert_eq!(
+            a.lease(&mut item, 60 * S, 4),
+            [60 * S, 60 * S, 60 * S, 601 * S / 10]
+        );
+        assert_eq!(a.writes, 2);
+        // An instance that last saw the bucket idle but finds it busy: its restart is refused
+        // and it takes, two writes once.
+        let mut b = Instance {
+            seen: Some(Schedule::default()),
+            ..Instance::default()
+        };
+        assert_eq!(b.lease(&mut item, 60 * S, 1), [602 * S / 10]);
+        assert_eq!(b.writes, 2);
+        // Its view is current now: the next lease is one write again.
+        b.lease(&mut item, 60 * S, 1);
+        assert_eq!(b.writes, 3);
+    }
+
+    /// A little pseudo-random number generator: the same run every time.
+    fn numbers(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |m| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % m
+        }
+    }
+
+    #[test]
+    fn under_contention_every_lease_is_one_write() {
+        // Five instances with more work than the rate allows: each comes back for another
+        // lease once its last slot is spent and its requests answered (0 to 300 ms later).
+        let mut item: Option<Schedule> = None;
+        let mut all: Vec<Instance> = (0..5).map(|_| Instance::default()).collect();
+        let mut ready = vec![0i64; all.len()];
+        let mut next = numbers(11);
+        let mut leases = 0;
+        for _ in 0..500 {
+            let i = (0..all.len()).min_by_key(|i| ready[*i]).unwrap();
+            let k = 1 + next(3) as usize;
+            let slots = all[i].lease(&mut item, ready[i], k);
+            leases += 1;
+            ready[i] = slots.last().unwrap() + next(300_000) as i64;
+        }
+        let writes: u32 = all.iter().map(|i| i.writes).sum();
+        assert_eq!(writes, leases);
+    }
+
+    #[test]
+    fn a_lone_instance_leases_with_one_write_busy_or_idle() {
+        let mut item: Option<Schedule> = None;
+        let mut a = Instance::default();
+        let mut next = numbers(5);
+        let mut now = 0;
+        for lease in 1..=300 {
+            now += match next(4) {
+                0 => 0,
+                1 => next(200_000) as i64,
+                2 => next(2_000_000) as i64,
+                _ => next(20_000_000) as i64,
+            };
+            a.lease(&mut item, now, 1 + next(4) as usize);
+            assert_eq!(a.writes, lease);
+        }
     }
 
     #[test]
     fn slots_in_any_window_never_exceed_burst_plus_rate() {
-        // Several takers interleaving leases of different sizes on one shared item.
-        let mut b = Bucket::full(BURST);
-        let mut all = Vec::new();
+        // Instances with stale views, idle gaps, pauses, interleaved on one item.
+        let mut item: Option<Schedule> = None;
+        let mut all: Vec<Instance> = (0..5).map(|_| Instance::default()).collect();
+        let mut slots = Vec::new();
         let mut now = 0;
-        for (i, k) in [1usize, 4, 2, 7, 1, 3, 5, 2]
-            .iter()
-            .cycle()
-            .take(40)
-            .enumerate()
-        {
-            now += (i as i64 % 3) * 37_000;
-            let (next, slots) = b.take(now, *k, RATE, BURST);
-            b = next;
-            all.extend(slots);
+        let mut next = numbers(7);
+        for _ in 0..400 {
+            now += match next(10) {
+                0 => 3 * S,
+                1..=3 => next(400_000) as i64,
+                _ => 0,
+            };
+            let i = next(5) as usize;
+            if next(40) == 0 {
+                // A 429: the pause is written into the item.
+                let until = now + S;
+                let mut stored = item.unwrap_or_default();
+                stored.blocked_until = stored.blocked_until.max(until);
+                stored.next_at = stored.next_at.max(until);
+                item = Some(stored);
+                all[i].blocked = all[i].blocked.max(until);
+                continue;
+            }
+            let k = 1 + next(6) as usize;
+            let got = all[i].lease(&mut item, now, k);
+            assert!(got
+                .iter()
+                .all(|s| *s >= all[i].blocked.min(*s) && *s >= now));
+            slots.extend(got);
         }
-        all.sort();
-        for (i, a) in all.iter().enumerate() {
-            for (j, z) in all.iter().enumerate().skip(i) {
+        slots.sort_unstable();
+        for (i, a) in slots.iter().enumerate() {
+            for (j, z) in slots.iter().enumerate().skip(i) {
                 let w = (z - a) as f64 / 1e6;
                 assert!(
-                    (j - i + 1) as f64 <= BURST + RATE * w + 1e-6,
+                    (j - i + 1) as f64 <= f64::from(BURST) + RATE * w + 1e-9,
                     "{} slots in {w} s",
                     j - i + 1
                 );
@@ -548,12 +811,14 @@ mod tests {
     }
 
     #[test]
-    fn a_block_delays_the_schedule_and_removes_the_burst() {
-        let b = Bucket::full(BURST);
-        let blocked = b.block(0, 5_000_000, RATE, BURST).unwrap();
-        let (_, slots) = blocked.take(100, 3, RATE, BURST);
-        assert_eq!(slots, [5_000_000, 5_100_000, 5_200_000]);
-        assert!(blocked.block(0, 4_000_000, RATE, BURST).is_none());
+    fn slots_never_fall_before_a_known_pause() {
+        let mut item = Some(Schedule {
+            next_at: 0,
+            blocked_until: 5 * S,
+        });
+        let mut a = Instance::default();
+        // Its view is stale: it takes, learns of the pause, and restarts after it.
+        assert_eq!(a.lease(&mut item, 0, 3), [5 * S, 51 * S / 10, 52 * S / 10]);
     }
 
     #[test]
