@@ -41,9 +41,30 @@ fn a_small_bench_reports_every_figure() {
         keys.push(format!("functions.{f}.init_ms"));
         keys.push(format!("functions.{f}.peak_rss_mb"));
     }
+    // Cost: present on every run; with the functions skipped the figures are null and
+    // `cost.skipped` says why (they come from the function binaries' measurements).
+    for k in [
+        "usd_per_1000_purchases",
+        "lambda_gb_s_usd",
+        "lambda_requests_usd",
+        "sqs_usd",
+        "dynamodb_usd",
+        "secrets_manager_usd",
+        "cloudwatch_usd",
+        "assumptions",
+    ] {
+        keys.push(format!("cost.{k}"));
+    }
     for k in &keys {
         assert!(report.contains_key(k), "missing {k} in {report:?}");
     }
+    assert!(report["cost.skipped"].is_string(), "{report:?}");
+    assert!(
+        report["cost.assumptions"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{report:?}"
+    );
     // Every purchase of the small run reached its Groups.
     assert_eq!(report["provision.failed"], 0, "{report:?}");
     assert_eq!(report["backfill.per_member_requests"], 400);

@@ -15,15 +15,21 @@
 //! - functions: each Lambda binary under a fake Lambda Runtime API, with DynamoDB and SQS from
 //!   moto (`AWS_ENDPOINT_URL`, else `.venv/bin/moto_server`): the time from process start to
 //!   its first request for an event, and its peak RSS (VmHWM) once it has handled ten events.
+//! - cost: dollars per 1,000 purchases at AWS list prices, from the functions' measured
+//!   durations and AWS requests and the provision part's busy time ([`cost`]).
 //!
 //! The simulator's limit is the budget's rate; the budget keeps a smaller burst than the
 //! simulator (3 against a tenth of a second of the rate) so jitter on a busy machine cannot
 //! turn into 429s that a real client with the same settings would not get either.
 //!
 //! By job: `ingest`, `provision`, `backfill` and `functions` (each part above), `runtime_api`
-//! (the fake Lambda Runtime API the functions run under), `report` (rounding and the table).
+//! (the fake Lambda Runtime API the functions run under), `aws_meter` (the proxy counting their
+//! AWS requests), `cost` (`cost.*`: dollars per 1,000 purchases from the measurements), `report`
+//! (rounding and the table).
 
+mod aws_meter;
 mod backfill;
+mod cost;
 mod functions;
 mod ingest;
 mod provision;
@@ -246,5 +252,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     } else {
         report.extend(functions::bench(opts).await?);
     }
+    let cost = cost::estimate(&report);
+    report.extend(cost);
     Ok(report)
 }

@@ -13,11 +13,20 @@ pub fn print(report: &Report) {
             println!("{p}");
             part = p;
         }
-        let v = match v {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        println!("  {rest:<40} {v}");
+        match v {
+            // A list (cost.assumptions): one item a line under the key.
+            Value::Array(items) => {
+                println!("  {rest}");
+                for item in items {
+                    match item {
+                        Value::String(s) => println!("    - {s}"),
+                        other => println!("    - {other}"),
+                    }
+                }
+            }
+            Value::String(s) => println!("  {rest:<40} {s}"),
+            other => println!("  {rest:<40} {other}"),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! A fake Lambda Runtime API: it hands a function binary its events one by one, as Lambda does,
 //! records the answers, and holds the next poll open once the events run out. With it the bench
-//! times a release binary from process start to its first request for an event and reads its
-//! peak memory, without Lambda.
+//! times a release binary from process start to its first request for an event, times each
+//! invocation from the event handed out to the answer (what Lambda bills), and reads its peak
+//! memory and log volume, without Lambda.
 
 use anyhow::{bail, Context};
 use axum::extract::{Path as UrlPath, State};
@@ -11,7 +12,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::Utc;
 use serde_json::Value;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +27,27 @@ struct Invocations {
     errors: AtomicUsize,
     init_error: Mutex<Option<String>>,
     changed: tokio::sync::Notify,
+    /// When each outstanding invocation's event was handed out, by request id.
+    started: Mutex<HashMap<String, Instant>>,
+    /// How long each answered invocation took, from its event handed out to its answer.
+    durations: Mutex<Vec<Duration>>,
+}
+
+impl Invocations {
+    /// Notes the end of invocation `id`.
+    fn finished(&self, id: &str) {
+        let started = self
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(t) = started {
+            self.durations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(t.elapsed());
+        }
+    }
 }
 
 async fn next(State(inv): State<Arc<Invocations>>) -> Response {
@@ -46,6 +68,10 @@ async fn next(State(inv): State<Arc<Invocations>>) -> Response {
     };
     let mut headers = HeaderMap::new();
     let id = uuid::Uuid::new_v4().to_string();
+    inv.started
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id.clone(), Instant::now());
     let deadline = (Utc::now() + chrono::TimeDelta::seconds(60)).timestamp_millis();
     for (k, v) in [
         ("lambda-runtime-aws-request-id", id),
@@ -69,9 +95,10 @@ async fn next(State(inv): State<Arc<Invocations>>) -> Response {
 
 async fn answered(
     State(inv): State<Arc<Invocations>>,
-    UrlPath(_id): UrlPath<String>,
+    UrlPath(id): UrlPath<String>,
     body: String,
 ) -> StatusCode {
+    inv.finished(&id);
     // An SQS batch response naming failed items is a partial failure, not a success.
     let item_failures = serde_json::from_str::<Value>(&body)
         .ok()
@@ -85,9 +112,10 @@ async fn answered(
 
 async fn failed(
     State(inv): State<Arc<Invocations>>,
-    UrlPath(_id): UrlPath<String>,
+    UrlPath(id): UrlPath<String>,
     body: String,
 ) -> StatusCode {
+    inv.finished(&id);
     tracing::warn!(body = %body, "function reported an invocation error");
     inv.errors.fetch_add(1, Ordering::SeqCst);
     inv.answered.fetch_add(1, Ordering::SeqCst);
@@ -103,7 +131,13 @@ async fn init_failed(State(inv): State<Arc<Invocations>>, body: String) -> Statu
 
 /// What one run of a function binary measured.
 pub(super) struct FunctionRun {
+    /// When the function first asked for an event: its cold start ended.
+    pub(super) ready: Instant,
     pub(super) init_ms: f64,
+    /// Each invocation's duration, from its event handed out to its answer.
+    pub(super) durations: Vec<Duration>,
+    /// Bytes the binary wrote to stdout and stderr (CloudWatch Logs ingests them), init included.
+    pub(super) log_bytes: usize,
     pub(super) peak_rss_mb: f64,
     pub(super) invocations: usize,
     pub(super) errors: usize,
@@ -144,6 +178,8 @@ pub(super) async fn run_function(
         errors: AtomicUsize::new(0),
         init_error: Mutex::new(None),
         changed: tokio::sync::Notify::new(),
+        started: Mutex::new(HashMap::new()),
+        durations: Mutex::new(Vec::new()),
     });
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -241,8 +277,16 @@ pub(super) async fn run_function(
     }
     let ready = (*inv.first_poll.lock().unwrap_or_else(|e| e.into_inner()))
         .context("the function never asked for an event")?;
+    let durations = inv
+        .durations
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     Ok(FunctionRun {
+        ready,
         init_ms: ready.duration_since(started).as_secs_f64() * 1e3,
+        durations,
+        log_bytes: log_text.len(),
         peak_rss_mb: peak? as f64 / 1024.0,
         invocations: inv.answered.load(Ordering::SeqCst),
         errors: inv.errors.load(Ordering::SeqCst),
