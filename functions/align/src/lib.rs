@@ -194,12 +194,15 @@ impl Aligner {
         Ok(outcome)
     }
 
-    /// One queue batch of align requests.
+    /// One queue batch of align requests. Requests for different buyers run at once, so the
+    /// budget stays busy while each waits on Notion's answer; one buyer's requests run in
+    /// order, as they would only wait on each other's lease.
     pub async fn run_batch(&self, dead: &dyn DeadLetters, messages: &[Incoming]) -> BatchReport {
-        batch::run(
+        batch::run_in_lanes(
             messages,
             dead,
             &self.timings,
+            |req: &AlignRequest| vec![lease_key(&req.email)],
             |req: AlignRequest| async move { self.align(&req).await.map(drop) },
         )
         .await

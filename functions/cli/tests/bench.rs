@@ -16,6 +16,8 @@ fn a_small_bench_reports_every_figure() {
             "--webhooks",
             "200",
             "--skip-functions",
+            "--spike",
+            "200",
             "--json",
         ])
         .output()
@@ -36,6 +38,14 @@ fn a_small_bench_reports_every_figure() {
         "backfill.requests".into(),
         "backfill.per_member_requests".into(),
         "backfill.wall_over_floor".into(),
+        "latency.steady.p50_ms".into(),
+        "latency.steady.p99_ms".into(),
+        "latency.spike.purchases".into(),
+        "latency.spike.floor_s".into(),
+        "latency.spike.wall_over_floor".into(),
+        "latency.spike.p99_over_floor".into(),
+        "provision.scim_rate_efficiency".into(),
+        "provision.api_rate_efficiency".into(),
     ];
     for f in ["ingest", "provision", "align", "expire"] {
         keys.push(format!("functions.{f}.init_ms"));
@@ -68,4 +78,8 @@ fn a_small_bench_reports_every_figure() {
     // Every purchase of the small run reached its Groups.
     assert_eq!(report["provision.failed"], 0, "{report:?}");
     assert_eq!(report["backfill.per_member_requests"], 400);
+    // Every purchase of the spike reached its Groups (the bench fails otherwise) and align
+    // wrote each buyer's row.
+    assert_eq!(report["latency.spike.purchases"], 200);
+    assert_eq!(report["latency.spike.rows_created"], 200);
 }

@@ -56,9 +56,27 @@ pub struct Runtime {
     data_dir: Option<PathBuf>,
 }
 
-/// Batches each stage handles at once, as Lambda runs several instances: two, so a buyer's
-/// events can meet on two workers here exactly as on two Lambda instances.
+/// The fewest batches each stage handles at once, as Lambda runs several instances: two, so a
+/// buyer's events can meet on two workers here exactly as on two Lambda instances.
 pub const WORKERS_PER_STAGE: usize = 2;
+
+/// Requests per second one worker keeps a budget busy with: a batch of 10 events, each a
+/// round trip of ~120 ms to Notion and the batch waiting for its slowest, sustains about 17
+/// (measured with `enroll bench`: 4 workers kept a 100/s SCIM budget 93% busy, 6 kept it 99%).
+const RPS_PER_WORKER: f64 = 17.0;
+
+/// Workers a stage needs to keep a budget of `requests_per_second` busy at Notion's latency,
+/// never fewer than [`WORKERS_PER_STAGE`]: 2 at Notion's documented 3/s, 6 at 100/s. More
+/// would only wait on the budget, in arrival order. `template.yaml`'s MaximumConcurrency
+/// follows the same rule (infra/DEPLOY.md).
+pub fn workers_for(requests_per_second: f64) -> usize {
+    let n = (requests_per_second / RPS_PER_WORKER).ceil();
+    if n.is_finite() {
+        (n as usize).clamp(WORKERS_PER_STAGE, 32)
+    } else {
+        WORKERS_PER_STAGE
+    }
+}
 
 fn queue_settings(t: &StageTimings) -> QueueSettings {
     QueueSettings {
@@ -287,11 +305,11 @@ impl Runtime {
         Ok(true)
     }
 
-    /// Starts [`WORKERS_PER_STAGE`] provision and align workers each; they stop when `stop`
-    /// turns true.
+    /// Starts provision and align workers, as many as each stage's budget needs
+    /// ([`workers_for`]); they stop when `stop` turns true.
     pub fn spawn_workers(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut workers = Vec::new();
-        for _ in 0..WORKERS_PER_STAGE {
+        for _ in 0..workers_for(self.config.rate.scim().requests_per_second) {
             let rt = self.clone();
             let stop_p = stop.clone();
             workers.push(tokio::spawn(async move {
@@ -302,6 +320,8 @@ impl Runtime {
                     }
                 }
             }));
+        }
+        for _ in 0..workers_for(self.config.rate.api().requests_per_second) {
             let rt = self.clone();
             let stop_a = stop.clone();
             workers.push(tokio::spawn(async move {

@@ -29,13 +29,17 @@ use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
 use enroll_core::ports::{Created, DeadLetters, Directory, ScimUser};
 use enroll_core::Failure;
 use futures::future::join_all;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
 
 tokio::task_local! {
     /// The batch being run on this task, if any.
     static BATCH: Arc<Coalescer>;
+    /// Which of the batch's messages an add comes from: an event adding to several Groups at
+    /// once counts once among those waiting.
+    static EVENT: usize;
 }
 
 /// Runs a batch; `deadline` is when the invocation runs out of time.
@@ -45,88 +49,42 @@ pub async fn run(
     messages: &[Incoming],
     deadline: DateTime<Utc>,
 ) -> BatchReport {
-    let events: Vec<Option<OrderEvent>> = messages
-        .iter()
-        .map(|m| serde_json::from_str(&m.body).ok())
-        .collect();
     let coalescer = Arc::new(Coalescer::default());
-    let lanes = lanes(&events).into_iter().map(|lane| {
-        let (events, coalescer) = (&events, &coalescer);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let handle = |event: OrderEvent| {
+        let (coalescer, id) = (&coalescer, next.fetch_add(1, Ordering::Relaxed));
         async move {
-            let mut out = Vec::with_capacity(lane.len());
-            for i in lane {
-                let Some(event) = &events[i] else { continue };
-                coalescer.enter();
-                let result = provisioner
-                    .process(event, provisioner.clock.now(), deadline)
-                    .await
-                    .map(drop);
-                coalescer.leave().await;
-                out.push((i, result));
-            }
-            out
+            coalescer.enter();
+            let result = EVENT
+                .scope(
+                    id,
+                    provisioner.process(&event, provisioner.clock.now(), deadline),
+                )
+                .await
+                .map(drop);
+            coalescer.leave().await;
+            result
         }
-    });
-    // `join_all` polls every lane on this task (nothing is spawned), so the batch's
-    // task-local scope covers them all.
-    let mut results: Vec<(usize, Result<(), Failure>)> = BATCH
-        .scope(coalescer.clone(), join_all(lanes))
+    };
+    // The lanes run on this task (nothing is spawned), so the batch's task-local scope covers
+    // them all.
+    BATCH
+        .scope(
+            coalescer.clone(),
+            batch::run_in_lanes(messages, dead, &provisioner.timings, lane_keys, handle),
+        )
         .await
-        .into_iter()
-        .flatten()
-        .collect();
-    results.sort_by_key(|(i, _)| *i);
-    // The shared runner parks and reports; it parses the same bodies in the same order, so it
-    // asks for exactly these results, one per parsed message.
-    let results = Mutex::new(results.into_iter().map(|(_, r)| r).collect::<VecDeque<_>>());
-    batch::run(
-        messages,
-        dead,
-        &provisioner.timings,
-        |_event: OrderEvent| {
-            let result = lock(&results).pop_front().unwrap_or_else(|| {
-                Err(Failure::transient(
-                    "provision batch: no result recorded for this message",
-                ))
-            });
-            async move { result }
-        },
-    )
-    .await
 }
 
-/// Groups message indices into lanes: events sharing an order or a buyer email share a lane.
-fn lanes(events: &[Option<OrderEvent>]) -> Vec<Vec<usize>> {
-    let mut parent: Vec<usize> = (0..events.len()).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    let mut first_with: HashMap<String, usize> = HashMap::new();
-    for (i, event) in events.iter().enumerate() {
-        let Some(e) = event else { continue };
-        let keys = std::iter::once(format!("order {}", e.order)).chain(
+/// Events that could touch the same ledger records: the same order, or the same buyer email.
+fn lane_keys(e: &OrderEvent) -> Vec<String> {
+    std::iter::once(format!("order {}", e.order))
+        .chain(
             e.buyer
                 .as_ref()
                 .map(|b| format!("buyer {}", b.email.as_str())),
-        );
-        for key in keys {
-            let j = *first_with.entry(key).or_insert(i);
-            let (a, b) = (root(&mut parent, i), root(&mut parent, j));
-            parent[a.max(b)] = a.min(b);
-        }
-    }
-    let mut lanes: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, event) in events.iter().enumerate() {
-        if event.is_some() {
-            let r = root(&mut parent, i);
-            lanes.entry(r).or_default().push(i);
-        }
-    }
-    lanes.into_values().collect()
+        )
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,8 +101,8 @@ struct Waiter {
 struct State {
     /// Events of this batch running right now.
     running: usize,
-    /// Of those, how many wait on a Group add.
-    waiting: usize,
+    /// Of those, the ones waiting on a Group add.
+    waiting: HashSet<usize>,
     pending: BTreeMap<GroupId, Vec<Waiter>>,
     /// The directory the PATCHes go to, known from the first add.
     directory: Option<Arc<dyn Directory>>,
@@ -180,8 +138,12 @@ impl Coalescer {
                 users: users.to_vec(),
                 done,
             });
-            s.waiting += 1;
+            s.waiting
+                .insert(EVENT.try_with(|e| *e).unwrap_or(usize::MAX));
         }
+        // An event adding to several Groups at once registers them all before anyone looks:
+        // its other adds run on this task and get their turn now.
+        tokio::task::yield_now().await;
         self.flush_if_ready().await;
         result.await.unwrap_or_else(|_| {
             Err(Failure::transient(
@@ -194,10 +156,10 @@ impl Coalescer {
     async fn flush_if_ready(&self) {
         let (directory, pending) = {
             let mut s = lock(&self.state);
-            if s.waiting == 0 || s.waiting < s.running {
+            if s.waiting.is_empty() || s.waiting.len() < s.running {
                 return;
             }
-            s.waiting = 0;
+            s.waiting.clear();
             let Some(directory) = s.directory.clone() else {
                 return;
             };
@@ -306,7 +268,7 @@ mod tests {
 
     #[test]
     fn events_sharing_an_order_or_a_buyer_share_a_lane() {
-        let events = vec![
+        let events = [
             event("o1", Some("a@x.org")),
             event("o2", Some("b@x.org")),
             event("o3", Some("a@x.org")),
@@ -314,6 +276,7 @@ mod tests {
             event("o2", None),
             event("o4", Some("c@x.org")),
         ];
-        assert_eq!(lanes(&events), vec![vec![0, 2], vec![1, 4], vec![5]]);
+        let keys: Vec<_> = events.iter().map(|e| e.as_ref().map(lane_keys)).collect();
+        assert_eq!(batch::lanes(&keys), vec![vec![0, 2], vec![1, 4], vec![5]]);
     }
 }

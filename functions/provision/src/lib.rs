@@ -475,11 +475,16 @@ impl Provisioner {
             buyer.version = self.ledger.put_buyer(buyer).await?;
         }
         if let Some(user) = user {
-            for group in &plan.add {
-                self.directory
-                    .add_members(group, std::slice::from_ref(&user))
-                    .await?;
-                done.added.insert(group.clone());
+            // All at once: each add waits a round trip, and inside a batch they join the
+            // batch's PATCHes together.
+            let adds = plan.add.iter().map(|group| async {
+                let added = self
+                    .directory
+                    .add_members(group, std::slice::from_ref(&user));
+                added.await.map(|()| group.clone())
+            });
+            for added in futures::future::join_all(adds).await {
+                done.added.insert(added?);
             }
         }
         if !plan.remove.is_empty() {

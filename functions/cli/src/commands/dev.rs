@@ -59,6 +59,9 @@ pub struct SimulateArgs {
     /// Requests a limited API accepts at once after a quiet spell (both buckets).
     #[arg(long, default_value_t = 3)]
     burst: u32,
+    /// Answer every SCIM and public API request this many milliseconds after it arrives.
+    #[arg(long)]
+    latency_ms: Option<u64>,
 }
 
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
@@ -174,6 +177,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         scim_token,
         notion_token,
         admin_token,
+        latency_ms,
         scim_rate,
         api_rate,
         burst,
@@ -202,6 +206,7 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         ([127, 0, 0, 1], port).into(),
     )
     .await?;
+    sim.set_latency(latency_ms.map(std::time::Duration::from_millis));
     println!("SCIM   {}", sim.scim_base_url());
     println!("Notion {}", sim.notion_base_url());
     println!(

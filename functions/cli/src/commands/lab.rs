@@ -133,6 +133,12 @@ pub struct BenchArgs {
     /// Skip starting the function binaries.
     #[arg(long)]
     skip_functions: bool,
+    /// How long the simulated Notion takes to answer each request (milliseconds).
+    #[arg(long, default_value_t = 120)]
+    latency_ms: u64,
+    /// Purchases posted at once in the time-to-access spike.
+    #[arg(long, default_value_t = 2000)]
+    spike: usize,
 }
 
 pub async fn bench(a: BenchArgs) -> anyhow::Result<()> {
@@ -143,6 +149,8 @@ pub async fn bench(a: BenchArgs) -> anyhow::Result<()> {
         webhooks: a.webhooks,
         bin_dir: a.bin_dir,
         skip_functions: a.skip_functions,
+        latency_ms: a.latency_ms,
+        spike: a.spike,
     })
     .await?;
     if a.json {

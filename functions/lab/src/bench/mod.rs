@@ -12,6 +12,8 @@
 //! - backfill: `members` workspace members who bought one of three products, through
 //!   `enroll backfill plan` and `apply`, against a script that looks each member up and PATCHes
 //!   them alone (two requests per member); the floor is the requests at the limit.
+//! - latency: time to access through the embedded pipeline against a simulator answering
+//!   after `latency_ms`, at a trickle and in a spike, with both budgets busy ([`latency`]).
 //! - functions: each Lambda binary under a fake Lambda Runtime API, with DynamoDB and SQS from
 //!   moto (`AWS_ENDPOINT_URL`, else `.venv/bin/moto_server`): the time from process start to
 //!   its first request for an event, and its peak RSS (VmHWM) once it has handled ten events.
@@ -32,6 +34,7 @@ mod backfill;
 mod cost;
 mod functions;
 mod ingest;
+mod latency;
 mod provision;
 mod report;
 mod runtime_api;
@@ -63,6 +66,10 @@ pub struct BenchOptions {
     /// Where the release binaries are; `target/release` of this workspace by default.
     pub bin_dir: Option<PathBuf>,
     pub skip_functions: bool,
+    /// How long the simulator takes to answer each request, milliseconds.
+    pub latency_ms: u64,
+    /// Purchases posted at once in the time-to-access spike.
+    pub spike: usize,
 }
 
 const SCIM_TOKEN: &str = "bench-scim-token";
@@ -244,6 +251,8 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<Report> {
     let ingest = tokio::task::spawn_blocking(move || ingest::bench(webhooks)).await??;
     report.extend(ingest);
     report.extend(provision::bench(opts.purchases, opts.rate).await?);
+    let latency = Duration::from_millis(opts.latency_ms);
+    report.extend(latency::bench(opts.rate, latency, opts.spike).await?);
     report.extend(backfill::bench(opts.members, opts.rate).await?);
     if opts.skip_functions {
         for f in FUNCTIONS {
