@@ -24,8 +24,8 @@ pub fn print(report: &Report) {
                     }
                 }
             }
-            Value::String(s) => println!("  {rest:<40} {s}"),
-            other => println!("  {rest:<40} {other}"),
+            Value::String(s) => println!("  {rest:<46} {s}"),
+            other => println!("  {rest:<46} {other}"),
         }
     }
 }
