@@ -171,6 +171,10 @@ pub async fn run(o: ChaosOptions) -> anyhow::Result<ChaosReport> {
         ("ENROLL_NOTION_TOKEN", notion_token.as_str()),
     ];
 
+    // Notion answers in about 120 ms (the bench's default too): batches are in flight as long
+    // as on the real service, so a kill lands mid-batch however many workers `enroll dev`
+    // sizes for the budget.
+    sim.set_latency(Some(Duration::from_millis(120)));
     sim.set_faults(fault_rules(o.fault_rate, o.seed, Duration::from_secs(1)));
     let first = workers::run(&sim, &dir.path, &o.enroll, &tokens, o.kills, o.timeout).await?;
     let before = verdict::verdict(&sim, &dir.path, &config, &plan, &keys)?;

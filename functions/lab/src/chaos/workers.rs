@@ -121,7 +121,7 @@ pub(super) async fn run(
     let mut progressed = Instant::now();
     let deadline = Instant::now() + timeout;
     loop {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let d = depths(dir)?;
         let now = total_requests(sim);
         let busy = now > seen;
