@@ -37,8 +37,11 @@ impl Deps {
         let sales = SalesClient::new(&config.notion, budget)?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queue_url = required("ENROLL_ALIGN_QUEUE_URL")?;
-        enroll_aws::lambda_env::check_queue_timings(&sqs, &queue_url, &enroll_core::timings::ALIGN)
-            .await;
+        enroll_aws::lambda_env::spawn_queue_timings_check(
+            sqs.clone(),
+            queue_url.clone(),
+            enroll_core::timings::ALIGN,
+        );
         Ok(Self {
             aligner: Aligner::new(Arc::new(sales), leases)
                 .with_history(Arc::new(history))

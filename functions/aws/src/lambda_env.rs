@@ -201,6 +201,19 @@ pub fn batch_response(failed: Vec<String>) -> aws_lambda_events::sqs::SqsBatchRe
     resp
 }
 
+/// [`check_queue_timings`] off the cold start's path: the function is ready without waiting
+/// for SQS, and the check logs when SQS answers (Lambda runs the task alongside the first
+/// invocation).
+pub fn spawn_queue_timings_check(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    timings: enroll_core::timings::StageTimings,
+) {
+    tokio::spawn(async move {
+        check_queue_timings(&sqs, &queue_url, &timings).await;
+    });
+}
+
 /// Checks, once per cold start, that the function's own queue runs the stage's timings: a
 /// visibility timeout of at least 6 x the claim and the stage's `maxReceiveCount`. The template
 /// sets both (a test holds it to the constants); a queue changed by hand afterwards would

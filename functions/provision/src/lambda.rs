@@ -34,12 +34,11 @@ impl Deps {
             "provision",
         );
         let queue_url = required("ENROLL_PROVISION_QUEUE_URL")?;
-        enroll_aws::lambda_env::check_queue_timings(
-            &sqs,
-            &queue_url,
-            &enroll_core::timings::PROVISION,
-        )
-        .await;
+        enroll_aws::lambda_env::spawn_queue_timings_check(
+            sqs.clone(),
+            queue_url.clone(),
+            enroll_core::timings::PROVISION,
+        );
         Ok(Self {
             provisioner: provisioner_from_env(&sdk, align).await?,
             dead_letters,
