@@ -294,7 +294,7 @@ impl Provisioner {
                 ));
             }
         }
-        match self.apply(event, now).await {
+        match self.apply(event, now, deadline).await {
             Ok((outcome, buyer)) => {
                 self.idempotency
                     .complete(&key, &owner, &outcome.summary())
@@ -320,6 +320,7 @@ impl Provisioner {
         &self,
         event: &OrderEvent,
         now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
     ) -> Result<(Outcome, Option<BuyerEmail>), Failure> {
         let catalog = &self.config.catalog;
         let mut order = self
@@ -352,7 +353,9 @@ impl Provisioner {
             buyer.name.get_or_insert(name);
         }
         buyer.orders.insert(order.order.clone());
-        let reconciled = self.reconcile_record(&mut buyer, now).await?;
+        let reconciled = self
+            .reconcile_record(&mut buyer, now, Some(deadline))
+            .await?;
         if event.kind == EventKind::Purchase && !order.grants.is_empty() {
             if let Some(user) = &buyer.notion_user_id {
                 self.request_align(event, &order, &buyer, user).await?;
@@ -422,13 +425,18 @@ impl Provisioner {
         now: DateTime<Utc>,
     ) -> Result<Reconciled, Failure> {
         let mut buyer = self.buyer_record(email).await?;
-        self.reconcile_record(&mut buyer, now).await
+        self.reconcile_record(&mut buyer, now, None).await
     }
 
-    async fn reconcile_record(
+    /// Makes Notion match the ledger for one buyer. `sends_by` is the latest moment a request
+    /// of this call may still be sent (the invocation's deadline): a PATCH can wait in a batch
+    /// behind other events' requests before it leaves, so a lost answer may land up to that
+    /// moment plus the settle window, not just the settle window after planning.
+    pub(crate) async fn reconcile_record(
         &self,
         buyer: &mut BuyerRecord,
         now: DateTime<Utc>,
+        sends_by: Option<DateTime<Utc>>,
     ) -> Result<Reconciled, Failure> {
         let keys: Vec<_> = buyer.orders.iter().cloned().collect();
         let orders = self.ledger.orders(&keys).await?;
@@ -462,7 +470,8 @@ impl Provisioner {
         // landed, each reconcile sends the Group's wanted state again, and the expiry pass
         // comes back once more after that moment (see `settled`).
         let settled_before = buyer.pending_groups.clone();
-        let uncertain_until = self.clock.now() + self.settle_window();
+        let planned = self.clock.now();
+        let uncertain_until = sends_by.unwrap_or(planned).max(planned) + self.settle_window();
         let mut touched: Vec<GroupId> = plan.add.iter().cloned().collect();
         if buyer.notion_user_id.is_some() {
             touched.extend(plan.remove.iter().cloned());
