@@ -4,5 +4,6 @@ pub mod emf;
 pub mod enroll_bin;
 pub mod lambda_watch;
 pub mod local_server;
+pub mod log_capture;
 pub mod moto;
 pub mod scim_server;

@@ -14,9 +14,8 @@ use enroll_core::timings::Timings;
 use enroll_embedded::runtime::{Options, Runtime};
 use enroll_platforms::Sample;
 use enroll_tests::enroll_bin;
-use std::io::Write;
+use enroll_tests::log_capture::Capture;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const MARKER: &str = "ZqxMarker7731";
@@ -160,30 +159,10 @@ fn a_chaos_run_logs_no_address_token_secret_or_body() {
     check("enroll chaos", &stderr, &secrets(&config()));
 }
 
-/// A writer the in-process subscriber appends to.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_pipeline_logs_no_part_of_a_webhook_body() {
-    let capture = Capture::default();
-    let sink = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = Capture::install("debug");
+
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -267,7 +246,7 @@ fn the_pipeline_logs_no_part_of_a_webhook_body() {
         server.abort();
     });
     drop(_guard);
-    let log = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let log = capture.text();
     assert!(log.contains("event accepted"), "the pipeline ran: {log}");
     let mut secrets = secrets(&config());
     secrets.push(format!("{MARKER}-secret"));

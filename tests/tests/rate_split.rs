@@ -19,8 +19,7 @@ use enroll_core::timings::Timings;
 use enroll_embedded::runtime::{Options, Runtime};
 use enroll_platforms::Sample;
 use enroll_simulator::SimHandle;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use enroll_tests::log_capture::Capture;
 use std::time::Duration;
 
 const GROUP: &str = "Notion Mastery";
@@ -53,29 +52,6 @@ fn bucket(limit: RateLimit) -> enroll_simulator::RateLimit {
     enroll_simulator::RateLimit {
         per_second: limit.requests_per_second,
         burst: limit.burst + 2,
-    }
-}
-
-/// A writer the in-process subscriber appends to.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .map(str::to_owned)
-            .collect()
     }
 }
 
@@ -164,14 +140,8 @@ struct Run {
 
 /// `n` purchases through the embedded pipeline, with the simulator enforcing the two budgets.
 fn run(scim: RateLimit, api: RateLimit, n: usize) -> Run {
-    let log = Capture::default();
-    let sink = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("enroll_notion=debug"))
-        .with_ansi(false)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (log, _guard) = Capture::install("enroll_notion=debug");
+
     // One thread, so every task logs to this thread's subscriber.
     let tokio_rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

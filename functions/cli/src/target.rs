@@ -288,7 +288,10 @@ impl LocalTarget {
             LocalTarget::Dev { .. } => None,
             LocalTarget::DataDir { args } => {
                 let path = args.data_dir.join("store.log");
-                let store = FileStore::open(&path).ok().filter(|_| path.exists())?;
+                if !path.exists() {
+                    return None;
+                }
+                let store = FileStore::open(&path).ok()?;
                 Some(Arc::new(store.with_history_retention(days(args))))
             }
             LocalTarget::Stack(aws) => {

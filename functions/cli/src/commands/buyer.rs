@@ -143,9 +143,14 @@ async fn on_dynamo(config: Config, aws: &crate::target::Aws) -> anyhow::Result<P
         !config.scim.token.is_empty(),
         "no SCIM token: set ENROLL_SCIM_TOKEN (a merge may change the member's Groups)"
     );
-    let ledger = aws.ledger()?;
-    let table = aws.res.table.clone().unwrap_or_default();
+    let table = aws
+        .res
+        .table
+        .clone()
+        .ok_or_else(|| anyhow!("no table: pass --stack or --table"))?;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws.sdk);
+    let history = enroll_aws::DynamoHistory::new(dynamo.clone(), &table)
+        .with_retention(config.history.retention_days);
     let store = Arc::new(enroll_aws::DynamoStore::new(dynamo, table));
     let budget = enroll_notion::rate::from_config(config.rate.scim());
     let scim = ScimClient::new(&config.scim, budget)
@@ -158,7 +163,7 @@ async fn on_dynamo(config: Config, aws: &crate::target::Aws) -> anyhow::Result<P
         Arc::new(scim),
         Arc::new(ReconcileOnly),
     )
-    .with_history(ledger.history))
+    .with_history(Arc::new(history)))
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ use enroll_core::dead_letters::{
     self, ParkedMessage, QueueStage, ReplayReport, ReplayRequest, Selection,
 };
 use enroll_core::ids::Platform;
+use enroll_core::ports::RateBudget;
 use enroll_ops::{audit, backfill, dlq};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -194,9 +195,9 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                     dev.call(dev.get("/admin/dlq").query(&q), DEV_TIMEOUT)
                         .await?
                 }
-                here => dead_letters::list_all(&here.dead_letters(queue)?, queue, Utc::now())
-                    .await
-                    .map_err(|f| anyhow::anyhow!(f.to_string()))?,
+                here => {
+                    dead_letters::list_all(&here.dead_letters(queue)?, queue, Utc::now()).await?
+                }
             };
             if json {
                 print_json(&msgs)
@@ -207,25 +208,21 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
         }
         DlqCommand::Replay { picked, rate } => {
             let req = picked.request(rate);
-            let mine = req.clone();
-            let reports = act(
-                &picked.target,
-                "/admin/dlq/replay",
-                &req,
-                |here| async move {
-                    let req = mine;
+            // A running `enroll dev` owns the journal: it replays; otherwise it is done here.
+            let reports: Vec<ReplayReport> = match picked.target.resolve().await? {
+                LocalTarget::Dev { dev, .. } => {
+                    let call = dev.post("/admin/dlq/replay").json(&req);
+                    dev.call(call, DEV_TIMEOUT).await?
+                }
+                here => {
                     let pace = enroll_embedded::pace(req.rate)?;
-                    let pace = pace
-                        .as_ref()
-                        .map(|p| p as &dyn enroll_core::ports::RateBudget);
+                    let pace = pace.as_ref().map(|p| p as &dyn RateBudget);
                     let admins = here.dead_letters(req.queue)?;
                     let history = here.history();
                     dead_letters::replay_all(&admins, &req, pace, history.as_deref(), Utc::now())
-                        .await
-                        .map_err(|f| anyhow::anyhow!(f.to_string()))
-                },
-            )
-            .await?;
+                        .await?
+                }
+            };
             finish(&reports, picked.json, "replayed")
         }
         DlqCommand::Delete { picked, all } => {
@@ -234,40 +231,19 @@ async fn run_dlq(cmd: DlqCommand) -> anyhow::Result<()> {
                 all || !req.selection.is_everything(),
                 "say which parked messages to delete (--reason or --key), or --all"
             );
-            let mine = req.clone();
-            let reports = act(
-                &picked.target,
-                "/admin/dlq/delete",
-                &req,
-                |here| async move {
-                    let req = mine;
+            let reports: Vec<ReplayReport> = match picked.target.resolve().await? {
+                LocalTarget::Dev { dev, .. } => {
+                    let call = dev.post("/admin/dlq/delete").json(&req);
+                    dev.call(call, DEV_TIMEOUT).await?
+                }
+                here => {
                     let admins = here.dead_letters(req.queue)?;
                     let history = here.history();
-                    dead_letters::delete_all(&admins, &req, history.as_deref(), Utc::now())
-                        .await
-                        .map_err(|f| anyhow::anyhow!(f.to_string()))
-                },
-            )
-            .await?;
+                    dead_letters::delete_all(&admins, &req, history.as_deref(), Utc::now()).await?
+                }
+            };
             finish(&reports, picked.json, "deleted")
         }
-    }
-}
-
-/// Runs a replay or delete through the running `enroll dev` (which owns the journal), or here.
-async fn act<F, Fut>(
-    target: &TargetArgs,
-    admin_path: &str,
-    req: &ReplayRequest,
-    here: F,
-) -> anyhow::Result<Vec<ReplayReport>>
-where
-    F: FnOnce(LocalTarget) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Vec<ReplayReport>>>,
-{
-    match target.resolve().await? {
-        LocalTarget::Dev { dev, .. } => dev.call(dev.post(admin_path).json(req), DEV_TIMEOUT).await,
-        local => here(local).await,
     }
 }
 
