@@ -7,6 +7,7 @@
 //! - [`backfill`]: `enroll backfill plan|apply`, existing customers into their Groups from a
 //!   sales export.
 //! - [`audit`]: `enroll audit [--fix]`, the workspace compared with the ledger.
+//! - [`doctor`]: `enroll doctor`, the configuration checked against the live services.
 //! - [`summary`]: `enroll status --summary` from a stack's CloudWatch metrics, and the line
 //!   `enroll dev` prints each minute.
 //!
@@ -15,6 +16,7 @@
 pub mod audit;
 pub mod backfill;
 pub mod dlq;
+pub mod doctor;
 pub mod summary;
 pub mod workspace;
 
