@@ -13,13 +13,17 @@
 //!   filter's meaning, batched Group changes that split on 413.
 //! - [`sales`]: [`SalesClient`], the [`SalesDatabase`](enroll_core::ports::SalesDatabase) over the
 //!   public API (`Notion-Version` pinned, data sources).
+//! - [`probe`]: [`Refusal`], a failed call with its HTTP status, for the setup checks'
+//!   read-only calls (`ScimClient::check_token`, `list_groups`, `SalesClient::retrieve_*`).
 
 mod http;
+pub mod probe;
 pub mod rate;
 pub mod retry;
 pub mod sales;
 pub mod scim;
 
+pub use probe::Refusal;
 pub use rate::TokenBucket;
 pub use retry::RetryPolicy;
 pub use sales::SalesClient;

@@ -3,6 +3,7 @@
 //! once from the database.
 
 use crate::http::{self, Api, Http, Replay, Request};
+use crate::probe::Refusal;
 use crate::scim::encode_query_value;
 use crate::RetryPolicy;
 use enroll_core::config::{NotionConfig, SalesProperties};
@@ -84,6 +85,16 @@ fn parse_page(page: &Value, user_prop: &str) -> Result<SalesRecord, Failure> {
     })
 }
 
+/// The first data source a database lists (`GET /databases/{id}`'s `data_sources`): the one
+/// rows are written to when `notion.data_source_id` names none.
+pub fn first_data_source(database: &Value) -> Option<&str> {
+    database
+        .get("data_sources")
+        .and_then(Value::as_array)
+        .and_then(|all| all.first())
+        .and_then(|ds| ds.get("id")?.as_str())
+}
+
 /// Rows one lookup reads: enough to hold the order's row, the buyer's row and a few rows
 /// sharing the address, in one request.
 const ROW_CANDIDATES: usize = 10;
@@ -129,18 +140,8 @@ impl SalesClient {
     pub async fn data_source_id(&self) -> Result<&str, Failure> {
         self.data_source
             .get_or_try_init(|| async {
-                let path = format!("/databases/{}", encode_query_value(&self.database_id));
-                let reply = self
-                    .http
-                    .send(Request::get(path, "/databases/{id}"))
-                    .await
-                    .map_err(|e| Failure::from(e).context("Notion database"))?;
-                reply
-                    .body
-                    .get("data_sources")
-                    .and_then(Value::as_array)
-                    .and_then(|all| all.first())
-                    .and_then(|ds| ds.get("id")?.as_str())
+                let database = self.retrieve_database().await.map_err(|r| r.failure)?;
+                first_data_source(&database)
                     .map(str::to_owned)
                     .ok_or_else(|| {
                         Failure::permanent(
@@ -151,6 +152,35 @@ impl SalesClient {
             })
             .await
             .map(String::as_str)
+    }
+
+    /// The data source named in the configuration, if any (`notion.data_source_id`), or the
+    /// one already found; [`SalesClient::data_source_id`] asks the database otherwise.
+    pub fn known_data_source(&self) -> Option<&str> {
+        self.data_source.get().map(String::as_str)
+    }
+
+    /// `GET /databases/{id}`: the database as the integration sees it, its `data_sources`
+    /// listed. A 404 means it is not shared with the integration (or does not exist).
+    pub async fn retrieve_database(&self) -> Result<Value, Refusal> {
+        let path = format!("/databases/{}", encode_query_value(&self.database_id));
+        let reply = self
+            .http
+            .send(Request::get(path, "/databases/{id}"))
+            .await
+            .map_err(|e| Refusal::new(e, "Notion database"))?;
+        Ok(reply.body)
+    }
+
+    /// `GET /data_sources/{id}`: its schema, `properties` by name, each with its `type`.
+    pub async fn retrieve_data_source(&self, id: &str) -> Result<Value, Refusal> {
+        let path = format!("/data_sources/{}", encode_query_value(id));
+        let reply = self
+            .http
+            .send(Request::get(path, "/data_sources/{id}"))
+            .await
+            .map_err(|e| Refusal::new(e, "Notion data source"))?;
+        Ok(reply.body)
     }
 
     async fn query_one(&self, filter: Value) -> Result<Option<SalesRecord>, Failure> {

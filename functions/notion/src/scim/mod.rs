@@ -10,6 +10,7 @@ pub use wire::{
 use wire::{parse_list, parse_user, Listed};
 
 use crate::http::{Api, Http, Replay, Request};
+use crate::probe::Refusal;
 use crate::retry::{self, RetryPolicy, Retryable};
 use enroll_core::config::{RemoveForm, ScimConfig};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
@@ -204,6 +205,43 @@ impl ScimClient {
             .filter_map(|m| m.get("value")?.as_str())
             .filter_map(|v| NotionUserId::parse(v).ok())
             .collect())
+    }
+
+    /// The cheapest authenticated call, `GET /Users?startIndex=1&count=1`, for a setup check:
+    /// the number of members the server reports.
+    pub async fn check_token(&self) -> Result<usize, Refusal> {
+        let reply = self
+            .http
+            .send(Request::get("/Users?startIndex=1&count=1".into(), "/Users"))
+            .await
+            .map_err(|e| Refusal::new(e, "SCIM list users"))?;
+        Ok(parse_list(&reply.body).1)
+    }
+
+    /// Every Group's id and display name (members left out), page by page, for a setup check.
+    pub async fn list_groups(&self) -> Result<Vec<(GroupId, String)>, Refusal> {
+        let mut all = Vec::new();
+        let mut next = 1;
+        for _ in 0..MAX_PAGES {
+            let path =
+                format!("/Groups?startIndex={next}&count={PAGE_SIZE}&excludedAttributes=members");
+            let reply = self
+                .http
+                .send(Request::get(path, "/Groups"))
+                .await
+                .map_err(|e| Refusal::new(e, "SCIM list groups"))?;
+            let (resources, total) = parse_list(&reply.body);
+            all.extend(resources.iter().filter_map(|g| {
+                let id = GroupId::parse(g.get("id")?.as_str()?).ok()?;
+                let name = g.get("displayName").and_then(Value::as_str).unwrap_or("");
+                Some((id, name.to_owned()))
+            }));
+            next += resources.len();
+            if resources.is_empty() || next > total {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     /// Sends Group PATCHes of at most `batch_size` members each; a 413 splits the batch in two
