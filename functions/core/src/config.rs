@@ -3,7 +3,8 @@
 //!
 //! Any secret may be left out of the file and given in the environment instead:
 //! `ENROLL_SCIM_TOKEN`, `ENROLL_NOTION_TOKEN`, and `ENROLL_<PLATFORM>_SECRETS` (comma-separated,
-//! e.g. `ENROLL_STRIPE_SECRETS`). The environment wins over the file.
+//! e.g. `ENROLL_STRIPE_SECRETS`; a mapped platform's name uppercased with hyphens as underscores,
+//! e.g. `ENROLL_KIT_COMMERCE_SECRETS`). The environment wins over the file.
 
 use crate::catalog::Catalog;
 use crate::event::EventKind;
@@ -13,7 +14,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+mod mapped;
 mod rate;
+pub use mapped::{
+    pointer_segments, valid_pointer, AuthScheme, BodyFormat, MappedAuth, MappedFields,
+    PlatformKind, SignatureEncoding,
+};
 pub use rate::{RateConfig, RateLimit, RateOverride};
 
 /// A secret value: never printed, never serialised back out by accident, wiped from memory
@@ -193,6 +199,19 @@ pub struct PlatformConfig {
     /// Standard Webhooks only: the sender's event types and what they mean.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub event_types: BTreeMap<String, EventKind>,
+    /// `"mapped"` on a platform described here rather than built in; the settings below are
+    /// for mapped platforms only (see `config/mapped.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<PlatformKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodyFormat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<MappedAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<MappedFields>,
+    /// The platform's event names and what they mean.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub kinds: BTreeMap<String, EventKind>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -310,8 +329,14 @@ impl Config {
         if let Some(t) = env("ENROLL_NOTION_TOKEN").filter(|t| !t.is_empty()) {
             self.notion.token = Secret::new(t);
         }
-        for p in Platform::ALL {
-            let var = format!("ENROLL_{}_SECRETS", p.as_str().to_uppercase());
+        let mapped: Vec<Platform> = self
+            .platforms
+            .keys()
+            .copied()
+            .filter(|p| p.is_mapped())
+            .collect();
+        for p in Platform::ALL.into_iter().chain(mapped) {
+            let var = p.secrets_variable();
             if let Some(list) = env(&var).filter(|t| !t.is_empty()) {
                 self.platforms.entry(p).or_default().secrets = list
                     .split(',')
@@ -365,6 +390,7 @@ impl Config {
                     "contains an empty secret",
                 );
             }
+            mapped::validate(*p, pc)?;
             if !pc.event_types.is_empty() && *p != Platform::Standard {
                 return bad(
                     &format!("platforms.{p}.event_types"),
@@ -375,11 +401,33 @@ impl Config {
         if self.catalog.products.is_empty() {
             return bad("products", "the catalog needs at least one product");
         }
+        // A mapped name in platform_ids that is not configured is a typo that would never match.
+        for (i, product) in self.catalog.products.iter().enumerate() {
+            for p in product.platform_ids.keys() {
+                if p.is_mapped() && !self.platforms.contains_key(p) {
+                    return bad(
+                        &format!("products[{i}] ({}).platform_ids.{p}", product.id),
+                        "no such platform: add [platforms.<name>] with kind = \"mapped\"",
+                    );
+                }
+            }
+        }
         self.catalog.validate()
     }
 
     pub fn platform(&self, p: Platform) -> Option<&PlatformConfig> {
         self.platforms.get(&p)
+    }
+
+    /// The platform a webhook path names: a built-in one, or a mapped one this configuration
+    /// declares. Nothing else, so an unknown name is a 404.
+    pub fn platform_named(&self, name: &str) -> Option<Platform> {
+        Platform::builtin(name).or_else(|| {
+            self.platforms
+                .keys()
+                .copied()
+                .find(|p| p.is_mapped() && p.as_str() == name)
+        })
     }
 }
 

@@ -152,9 +152,13 @@ string_id!(
     PageId, "page id", 128
 );
 
-/// Every checkout platform enroll accepts webhooks from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// Every checkout platform enroll accepts webhooks from: the built-in ones, and the `mapped`
+/// platforms a seller describes in the configuration (`[platforms.<name>] kind = "mapped"`).
+///
+/// Serialised as its name (`"stripe"`, `"lemonsqueezy"`, `"kajabi"`) wherever it appears: the
+/// configuration's keys, event and order keys, stored records. A built-in platform's name is
+/// unchanged by the mapped variant, so every stored key stays as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Platform {
     Stripe,
     LemonSqueezy,
@@ -163,9 +167,12 @@ pub enum Platform {
     Gumroad,
     ThriveCart,
     Standard,
+    /// A platform configured entirely in the TOML; see `enroll_platforms::mapped`.
+    Mapped(PlatformName),
 }
 
 impl Platform {
+    /// The built-in platforms.
     pub const ALL: [Platform; 7] = [
         Platform::Stripe,
         Platform::LemonSqueezy,
@@ -186,11 +193,32 @@ impl Platform {
             Platform::Gumroad => "gumroad",
             Platform::ThriveCart => "thrivecart",
             Platform::Standard => "standard",
+            Platform::Mapped(name) => name.as_str(),
         }
     }
 
-    pub fn parse(raw: &str) -> Option<Self> {
+    /// A built-in platform by name, and nothing else. The webhook router uses this plus the
+    /// configuration, so a request for an unknown name never reaches [`PlatformName::parse`].
+    pub fn builtin(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+
+    /// A built-in platform, else any well-formed mapped platform name (configured or not: stored
+    /// keys may name a platform since removed from the configuration).
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::builtin(raw).or_else(|| PlatformName::parse(raw).ok().map(Platform::Mapped))
+    }
+
+    pub fn is_mapped(self) -> bool {
+        matches!(self, Platform::Mapped(_))
+    }
+
+    /// `ENROLL_<NAME>_SECRETS`: the name uppercased, hyphens as underscores.
+    pub fn secrets_variable(self) -> String {
+        format!(
+            "ENROLL_{}_SECRETS",
+            self.as_str().to_uppercase().replace('-', "_")
+        )
     }
 }
 
@@ -198,6 +226,101 @@ impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+impl Serialize for Platform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Platform {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        if let Some(p) = Platform::builtin(&raw) {
+            return Ok(p);
+        }
+        PlatformName::parse(&raw)
+            .map(Platform::Mapped)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The name of a mapped platform: 1 to [`PlatformName::MAX_LEN`] lowercase ASCII letters,
+/// digits and hyphens, starting with a letter, not ending with a hyphen, and not a built-in
+/// platform's name. It is a URL path segment, a configuration key and part of every stored key.
+///
+/// Names are interned (leaked once per distinct name, at most [`PlatformName::MAX_NAMES`]) so
+/// [`Platform`] stays `Copy` and [`Platform::as_str`] stays `&'static str` for every caller. Only
+/// the configuration, stored records and the operator's command line create names: the webhook
+/// router looks names up in the configuration instead, so a request cannot add one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PlatformName(&'static str);
+
+impl PlatformName {
+    pub const MAX_LEN: usize = 40;
+    /// A bound on the interned names, far above any real configuration.
+    pub const MAX_NAMES: usize = 1024;
+
+    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+        const WHAT: &str = "platform name";
+        if raw.is_empty() || raw.len() > Self::MAX_LEN {
+            return Err(invalid(
+                WHAT,
+                format!("must be 1 to {} characters", Self::MAX_LEN),
+            ));
+        }
+        let ok = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(invalid(
+                WHAT,
+                "only lowercase letters, digits and hyphens are allowed",
+            ));
+        }
+        if !raw.starts_with(|c: char| c.is_ascii_lowercase()) || raw.ends_with('-') {
+            return Err(invalid(
+                WHAT,
+                "must start with a letter and not end with a hyphen",
+            ));
+        }
+        if Platform::builtin(raw).is_some() {
+            return Err(invalid(WHAT, "is a built-in platform's name"));
+        }
+        intern(raw).map(Self)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Display for PlatformName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The one `&'static str` per distinct name (see [`PlatformName`]).
+fn intern(name: &str) -> Result<&'static str, InvalidId> {
+    use std::collections::BTreeSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<BTreeSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        // The set is only ever inserted into, so a panic elsewhere cannot leave it inconsistent.
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return Ok(known);
+    }
+    if names.len() >= PlatformName::MAX_NAMES {
+        return Err(invalid("platform name", "too many distinct platform names"));
+    }
+    let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(leaked);
+    Ok(leaked)
 }
 
 /// The idempotency key of one event: the platform plus the platform's own event identifier.
@@ -286,6 +409,53 @@ mod tests {
         let k = EventKey::parse("stripe:evt_1").unwrap();
         assert_eq!(k.platform, Platform::Stripe);
         assert_eq!(k.as_string(), "stripe:evt_1");
-        assert!(EventKey::parse("nope:evt").is_err());
+        assert!(EventKey::parse("no_pe:evt").is_err());
+        let mapped = EventKey::parse("kajabi:evt_1").unwrap();
+        assert_eq!(mapped.as_string(), "kajabi:evt_1");
+        assert!(mapped.platform.is_mapped());
+    }
+
+    #[test]
+    fn built_in_platforms_keep_their_names_and_serialisation() {
+        for p in Platform::ALL {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+            assert_eq!(serde_json::from_str::<Platform>(&json).unwrap(), p);
+            assert_eq!(Platform::parse(p.as_str()), Some(p));
+            assert!(!p.is_mapped());
+        }
+        assert_eq!(Platform::LemonSqueezy.as_str(), "lemonsqueezy");
+        assert_eq!(
+            Platform::LemonSqueezy.secrets_variable(),
+            "ENROLL_LEMONSQUEEZY_SECRETS"
+        );
+    }
+
+    #[test]
+    fn mapped_names_are_checked_and_interned() {
+        let a = PlatformName::parse("kit-commerce2").unwrap();
+        let b = PlatformName::parse("kit-commerce2").unwrap();
+        assert!(std::ptr::eq(a.as_str(), b.as_str()));
+        assert_eq!(
+            Platform::Mapped(a).secrets_variable(),
+            "ENROLL_KIT_COMMERCE2_SECRETS"
+        );
+        for bad in [
+            "",
+            "Kajabi",
+            "2go",
+            "a_b",
+            "a b",
+            "end-",
+            "stripe",
+            "thrivecart",
+        ] {
+            assert!(PlatformName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(PlatformName::parse(&"a".repeat(41)).is_err());
+        assert_eq!(Platform::builtin("kajabi"), None);
+        let p: Platform = serde_json::from_str("\"kajabi\"").unwrap();
+        assert_eq!(p.to_string(), "kajabi");
+        assert!(serde_json::from_str::<Platform>("\"Kajabi\"").is_err());
     }
 }

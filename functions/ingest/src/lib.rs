@@ -16,7 +16,6 @@ pub mod lambda;
 
 use chrono::{DateTime, Utc};
 use enroll_core::config::Config;
-use enroll_core::ids::Platform;
 use enroll_core::metrics::{self, Function, Metric, Reason};
 use enroll_core::ports::Queue;
 use enroll_core::redact::short_hash;
@@ -94,8 +93,10 @@ impl Ingest {
                 "not found: webhooks are posted to /webhooks/{platform}",
             );
         };
-        let Some(platform) = Platform::parse(segment) else {
-            return WebhookResponse::error(404, "unknown platform: use stripe, lemonsqueezy, paddle, shopify, gumroad, thrivecart or standard");
+        // Built-in names, and the mapped platforms this configuration declares: any other name
+        // is a 404, and is never turned into a platform.
+        let Some(platform) = self.config.platform_named(segment) else {
+            return WebhookResponse::error(404, "unknown platform: use stripe, lemonsqueezy, paddle, shopify, gumroad, thrivecart, standard or a configured mapped platform");
         };
         match req.method.as_str() {
             "POST" => {}

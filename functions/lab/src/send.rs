@@ -27,7 +27,32 @@ pub fn signing_secret(config: &Config, platform: Platform) -> anyhow::Result<Str
         })
 }
 
-/// Signs `sample` and posts it to `url`; returns the status and the response body.
+/// The request `enroll send` posts for `platform`: signed with its first secret and, for a
+/// mapped platform, built from its configured fields and auth.
+pub fn request(
+    config: &Config,
+    platform: Platform,
+    sample: &Sample,
+) -> anyhow::Result<enroll_platforms::Outgoing> {
+    let cfg = config.platform(platform);
+    if platform.is_mapped() && cfg.is_none() {
+        anyhow::bail!(
+            "{platform} is not configured: add [platforms.{platform}] with kind = \"mapped\""
+        );
+    }
+    let secret = signing_secret(config, platform)?;
+    let default = Default::default();
+    Ok(enroll_platforms::sample_configured(
+        platform,
+        cfg.unwrap_or(&default),
+        sample,
+        &secret,
+        Utc::now(),
+    ))
+}
+
+/// Signs `sample` and posts it to `url`; returns the status and the response body. For a
+/// built-in platform only: a mapped platform's request needs its configuration ([`request`]).
 pub async fn post(
     client: &reqwest::Client,
     url: &str,

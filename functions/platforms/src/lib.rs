@@ -12,6 +12,8 @@
 //! - One module per platform, each documenting its verification, handled events, idempotency
 //!   key, order id and product references: [`stripe`], [`standard`] (Standard Webhooks, e.g.
 //!   Polar), [`lemonsqueezy`], [`paddle`], [`shopify`], [`gumroad`], [`thrivecart`].
+//! - [`mapped`]: any other checkout, described in the configuration (`kind = "mapped"`):
+//!   an HMAC or a shared secret, and where each field is in the body.
 //!
 //! # Rules every platform follows
 //!
@@ -50,6 +52,7 @@
 mod extract;
 pub mod gumroad;
 pub mod lemonsqueezy;
+pub mod mapped;
 pub mod paddle;
 pub mod shopify;
 mod sign;
@@ -159,6 +162,7 @@ pub fn receive(
         Platform::Gumroad => gumroad::receive(cfg, req, now),
         Platform::ThriveCart => thrivecart::receive(cfg, req, now),
         Platform::Standard => standard::receive(cfg, req, now),
+        Platform::Mapped(_) => mapped::receive(platform, cfg, req, now),
     }
 }
 
@@ -195,6 +199,9 @@ pub struct Outgoing {
 /// refuses with 400, which is what a test of that case wants). Where a platform sends no
 /// chargeback webhook (Lemon Squeezy, Shopify, ThriveCart) a chargeback sample is the
 /// platform's refund event; [`sample_kinds`] lists what each platform sends natively.
+///
+/// A mapped platform's request depends on its configuration: use [`sample_configured`]. Here
+/// it is rendered from no configuration at all, which `receive` refuses.
 pub fn sample(platform: Platform, s: &Sample, secret: &str, now: DateTime<Utc>) -> Outgoing {
     match platform {
         Platform::Stripe => stripe::sample(s, secret, now),
@@ -204,6 +211,23 @@ pub fn sample(platform: Platform, s: &Sample, secret: &str, now: DateTime<Utc>) 
         Platform::Gumroad => gumroad::sample(s, secret, now),
         Platform::ThriveCart => thrivecart::sample(s, secret, now),
         Platform::Standard => standard::sample(s, secret, now),
+        Platform::Mapped(_) => mapped::sample(&PlatformConfig::default(), s, secret, now),
+    }
+}
+
+/// [`sample`] for a platform configured as `cfg`: what `enroll send` posts. A built-in
+/// platform's request does not depend on its configuration; a mapped platform's is built from
+/// its fields and signed as its `auth` says.
+pub fn sample_configured(
+    platform: Platform,
+    cfg: &PlatformConfig,
+    s: &Sample,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Outgoing {
+    match platform {
+        Platform::Mapped(_) => mapped::sample(cfg, s, secret, now),
+        builtin => sample(builtin, s, secret, now),
     }
 }
 
@@ -214,8 +238,10 @@ pub fn sample_kinds(platform: Platform) -> &'static [EventKind] {
         Platform::LemonSqueezy | Platform::Shopify | Platform::ThriveCart => {
             &[Purchase, Refund, Cancel]
         }
-        Platform::Stripe | Platform::Paddle | Platform::Gumroad | Platform::Standard => {
-            &[Purchase, Refund, Chargeback, Cancel]
-        }
+        Platform::Stripe
+        | Platform::Paddle
+        | Platform::Gumroad
+        | Platform::Standard
+        | Platform::Mapped(_) => &[Purchase, Refund, Chargeback, Cancel],
     }
 }

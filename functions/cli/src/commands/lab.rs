@@ -60,7 +60,6 @@ pub struct SendArgs {
 
 pub async fn send(a: SendArgs) -> anyhow::Result<()> {
     let config = config_file::load(a.config.as_deref())?;
-    let secret = send::signing_secret(&config, a.platform)?;
     let sample = enroll_platforms::Sample {
         kind: a.kind.into(),
         product: a.product,
@@ -69,13 +68,14 @@ pub async fn send(a: SendArgs) -> anyhow::Result<()> {
         order_id: a.order,
         event_id: a.event_id,
     };
+    let out = send::request(&config, a.platform, &sample)?;
     let url = a.url.unwrap_or_else(|| {
         let base = admin::read_dev_record(&a.data_dir)
             .map_or_else(|| "http://127.0.0.1:8787".to_owned(), |r| r.webhook_url);
         send::webhook_url(&base, a.platform)
     });
     let http = reqwest::Client::new();
-    let (status, body) = send::post(&http, &url, a.platform, &sample, &secret).await?;
+    let (status, body) = send::post_signed(&http, &url, &out).await?;
     println!("{status} {body}");
     anyhow::ensure!(
         (200..300).contains(&status),

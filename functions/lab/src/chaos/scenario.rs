@@ -46,6 +46,7 @@ fn order_id(platform: Platform, seed: u64, j: usize) -> String {
         Platform::Standard => format!("ord_chaos{seed}x{j}"),
         Platform::Gumroad => format!("chaos{seed}x{j}"),
         Platform::Shopify | Platform::LemonSqueezy | Platform::ThriveCart => numeric(),
+        Platform::Mapped(_) => format!("chaos{seed}x{j}"),
     }
 }
 

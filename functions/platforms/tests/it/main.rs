@@ -5,6 +5,8 @@
 mod common;
 mod gumroad;
 mod lemonsqueezy;
+mod mapped;
+mod mapped_properties;
 mod paddle;
 mod properties;
 mod samples;

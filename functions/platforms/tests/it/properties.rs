@@ -308,6 +308,7 @@ fn sign_for(p: Platform, body: &[u8], topic: &str) -> Req {
             b.extend_from_slice(body);
             r.body = b;
         }
+        Platform::Mapped(_) => unreachable!("mapped platforms have their own properties"),
     }
     r
 }
