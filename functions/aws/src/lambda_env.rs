@@ -10,6 +10,8 @@
 //! | `ENROLL_PROVISION_DLQ_URL` | provision | where permanent failures are parked |
 //! | `ENROLL_ALIGN_QUEUE_URL` | provision, align (expire: optional, unused) | where align requests go (align: where a deferred request is sent again) |
 //! | `ENROLL_ALIGN_DLQ_URL` | align | where permanent failures are parked |
+//! | `ENROLL_NOTIFY_QUEUE_URL` | provision, expire (optional), notify | the FIFO queue outbound events go to, when `[[outbound]]` endpoints are configured |
+//! | `ENROLL_NOTIFY_DLQ_URL` | notify | where refused and exhausted deliveries are parked |
 //! | `RUST_LOG` | all | log filter, default `info` |
 //!
 //! Each `main.rs` also wraps its handler in [`with_metrics`], so what an invocation counted is

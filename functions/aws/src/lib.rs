@@ -9,6 +9,8 @@
 //!   reason), and [`receive_batch`] / [`delete`] for the operator's DLQ list and replay.
 //! - [`rate`]: [`DynamoRateBudget`], the Notion request budget of one token shared by every
 //!   Lambda instance through one item of the table.
+//! - [`outbound`]: the notify FIFO queue ([`outbound::SqsDeliveryQueue`]) and the endpoints a
+//!   410 disabled ([`outbound::DynamoEndpoints`]).
 //! - [`secrets`]: [`load_secrets`], the tokens and signing secrets, once per cold start.
 //! - [`error`]: [`AwsError`] and the one function that classifies SDK errors as transient or
 //!   permanent.
@@ -24,6 +26,7 @@
 //! | buyer | `buyer#<email>` | `buyer` | `doc` (S, the `BuyerRecord` as JSON), `version` (N), and only while `next_change_at` is set: `due_pk` = `due` (S), `due_at` (S, RFC 3339 UTC, nanoseconds, sortable) |
 //! | buyer history | `buyer#<email>` | `hist#<first entry's time, RFC 3339 UTC, nanoseconds>#<8 random hex>` | `entries` (S, JSON array of `{at, stage, what}`: one append, e.g. one event's entries), `expiration` (N, epoch s, TTL: the last entry's time plus `[history] retention_days`, default 400) |
 //! | identity index | `user#<Notion user id>` | `user` | `email` (S) |
+//! | disabled outbound endpoint | `outbound#<endpoint key>` | `outbound` | `doc` (S, JSON: endpoint, at, reason) |
 //! | rate budget | `rate#<short sha256 of the token>` | `rate` | `next_at` (N, epoch µs: the first untaken point of the shared schedule), `blocked_until` (N, epoch µs) |
 //!
 //! The global secondary index `due` (partition `due_pk`, sort `due_at`, keys only) is sparse: it
@@ -45,6 +48,7 @@ pub mod error;
 pub mod history;
 mod item;
 pub mod lambda_env;
+pub mod outbound;
 pub mod rate;
 pub mod schema;
 pub mod secrets;

@@ -1,7 +1,8 @@
 //! The deployment's secrets from Secrets Manager, fetched once per cold start.
 //!
 //! The secret string is one JSON document:
-//! `{"scim_token": "...", "notion_token": "...", "platforms": {"stripe": ["whsec_..."]}}`.
+//! `{"scim_token": "...", "notion_token": "...", "platforms": {"stripe": ["whsec_..."]},
+//! "outbound": ["whsec_..."]}` (`outbound`: the `[[outbound]]` entries' secrets, by position).
 //! Every field is optional; one left out keeps what the configuration already holds.
 
 use crate::error::{classify, AwsError};
@@ -24,6 +25,10 @@ pub struct SecretsDoc {
     /// Every signing secret currently valid per platform: more than one while rotating.
     #[serde(default)]
     pub platforms: BTreeMap<Platform, Vec<Secret>>,
+    /// The signing secret of each `[[outbound]]` entry, in the configuration's order; an empty
+    /// string keeps the entry's own.
+    #[serde(default)]
+    pub outbound: Vec<Secret>,
 }
 
 impl SecretsDoc {
@@ -48,6 +53,11 @@ impl SecretsDoc {
             let secrets: Vec<Secret> = secrets.iter().filter(|s| !s.is_empty()).cloned().collect();
             if !secrets.is_empty() {
                 cfg.platforms.entry(*platform).or_default().secrets = secrets;
+            }
+        }
+        for (entry, secret) in cfg.outbound.iter_mut().zip(&self.outbound) {
+            if !secret.is_empty() {
+                entry.secret = secret.clone();
             }
         }
     }

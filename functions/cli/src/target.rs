@@ -36,6 +36,8 @@ pub const OUT_PROVISION_QUEUE: &str = "ProvisionQueueUrl";
 pub const OUT_PROVISION_DLQ: &str = "ProvisionDeadLetterQueueUrl";
 pub const OUT_ALIGN_QUEUE: &str = "AlignQueueUrl";
 pub const OUT_ALIGN_DLQ: &str = "AlignDeadLetterQueueUrl";
+pub const OUT_NOTIFY_QUEUE: &str = "NotifyQueueUrl";
+pub const OUT_NOTIFY_DLQ: &str = "NotifyDeadLetterQueueUrl";
 pub const OUT_TABLE: &str = "TableName";
 pub const OUT_SECRET: &str = "SecretArn";
 
@@ -44,6 +46,8 @@ pub const OUT_SECRET: &str = "SecretArn";
 pub enum StageArg {
     Provision,
     Align,
+    /// Outbound events to the seller's endpoints.
+    Notify,
 }
 
 impl From<StageArg> for QueueStage {
@@ -51,6 +55,7 @@ impl From<StageArg> for QueueStage {
         match s {
             StageArg::Provision => QueueStage::Provision,
             StageArg::Align => QueueStage::Align,
+            StageArg::Notify => QueueStage::Notify,
         }
     }
 }
@@ -84,6 +89,10 @@ pub struct TargetArgs {
     pub align_queue_url: Option<String>,
     #[arg(long, env = "ENROLL_ALIGN_DLQ_URL")]
     pub align_dlq_url: Option<String>,
+    #[arg(long, env = "ENROLL_NOTIFY_QUEUE_URL")]
+    pub notify_queue_url: Option<String>,
+    #[arg(long, env = "ENROLL_NOTIFY_DLQ_URL")]
+    pub notify_dlq_url: Option<String>,
     /// The Secrets Manager secret holding the SCIM token, overriding the stack's.
     #[arg(long, env = "ENROLL_SECRET_ID")]
     pub secret_id: Option<String>,
@@ -97,6 +106,8 @@ pub struct AwsResources {
     pub provision_dlq_url: Option<String>,
     pub align_queue_url: Option<String>,
     pub align_dlq_url: Option<String>,
+    pub notify_queue_url: Option<String>,
+    pub notify_dlq_url: Option<String>,
     pub secret_id: Option<String>,
 }
 
@@ -110,6 +121,8 @@ impl AwsResources {
             provision_dlq_url: get(OUT_PROVISION_DLQ),
             align_queue_url: get(OUT_ALIGN_QUEUE),
             align_dlq_url: get(OUT_ALIGN_DLQ),
+            notify_queue_url: get(OUT_NOTIFY_QUEUE),
+            notify_dlq_url: get(OUT_NOTIFY_DLQ),
             secret_id: get(OUT_SECRET),
         }
     }
@@ -126,6 +139,8 @@ impl AwsResources {
         pick(&mut self.provision_dlq_url, &args.provision_dlq_url);
         pick(&mut self.align_queue_url, &args.align_queue_url);
         pick(&mut self.align_dlq_url, &args.align_dlq_url);
+        pick(&mut self.notify_queue_url, &args.notify_queue_url);
+        pick(&mut self.notify_dlq_url, &args.notify_dlq_url);
         pick(&mut self.secret_id, &args.secret_id);
         self
     }
@@ -137,6 +152,7 @@ impl AwsResources {
                 self.provision_dlq_url.as_ref(),
             ),
             QueueStage::Align => (self.align_queue_url.as_ref(), self.align_dlq_url.as_ref()),
+            QueueStage::Notify => (self.notify_queue_url.as_ref(), self.notify_dlq_url.as_ref()),
         }
     }
 }
@@ -150,6 +166,8 @@ impl TargetArgs {
             &self.provision_dlq_url,
             &self.align_queue_url,
             &self.align_dlq_url,
+            &self.notify_queue_url,
+            &self.notify_dlq_url,
         ]
         .iter()
         .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
@@ -389,6 +407,9 @@ impl Aws {
         QueueStage::ALL
             .iter()
             .filter(|s| queue.is_none_or(|q| q == **s))
+            // A stack from before outbound events has no notify queue: only a request naming
+            // it needs one.
+            .filter(|s| queue.is_some() || **s != QueueStage::Notify || self.res.queues(**s).1.is_some())
             .map(|&stage| {
                 let (source, dlq) = self.res.queues(stage);
                 let missing = |what: &str| {

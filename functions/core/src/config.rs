@@ -15,11 +15,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 mod mapped;
+pub mod outbound;
 mod rate;
 pub use mapped::{
     pointer_segments, valid_pointer, AuthScheme, BodyFormat, MappedAuth, MappedFields,
     PlatformKind, SignatureEncoding,
 };
+pub use outbound::OutboundConfig;
 pub use rate::{RateConfig, RateLimit, RateOverride};
 
 /// A secret value: never printed, never serialised back out by accident, wiped from memory
@@ -269,6 +271,9 @@ pub struct Config {
     pub provision: ProvisionConfig,
     #[serde(default)]
     pub history: HistoryConfig,
+    /// `[[outbound]]`: endpoints told about access changes ([`outbound`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<OutboundConfig>,
     #[serde(default)]
     pub platforms: BTreeMap<Platform, PlatformConfig>,
     #[serde(flatten)]
@@ -346,6 +351,7 @@ impl Config {
                     .collect();
             }
         }
+        outbound::apply_env(&mut self.outbound, &env);
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -398,6 +404,7 @@ impl Config {
                 );
             }
         }
+        outbound::validate(&self.outbound)?;
         if self.catalog.products.is_empty() {
             return bad("products", "the catalog needs at least one product");
         }

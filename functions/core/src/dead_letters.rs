@@ -33,15 +33,18 @@ pub const ATTR_RECEIVES: &str = "enroll.receives";
 pub enum QueueStage {
     Provision,
     Align,
+    /// Outbound events ([`crate::outbound`]).
+    Notify,
 }
 
 impl QueueStage {
-    pub const ALL: [QueueStage; 2] = [QueueStage::Provision, QueueStage::Align];
+    pub const ALL: [QueueStage; 3] = [QueueStage::Provision, QueueStage::Align, QueueStage::Notify];
 
     pub fn as_str(self) -> &'static str {
         match self {
             QueueStage::Provision => "provision",
             QueueStage::Align => "align",
+            QueueStage::Notify => "notify",
         }
     }
 
@@ -50,6 +53,7 @@ impl QueueStage {
         match self {
             QueueStage::Provision => "provision-dlq",
             QueueStage::Align => "align-dlq",
+            QueueStage::Notify => "notify-dlq",
         }
     }
 }
@@ -315,6 +319,10 @@ pub fn buyer_of(stage: QueueStage, body: &str) -> Option<(BuyerEmail, String)> {
             let a = serde_json::from_str::<AlignRequest>(body).ok()?;
             Some((a.email, a.source.as_string()))
         }
+        QueueStage::Notify => {
+            let d = serde_json::from_str::<crate::outbound::Delivery>(body).ok()?;
+            Some((d.buyer, d.webhook_id))
+        }
     }
 }
 
@@ -324,7 +332,7 @@ fn event_key_of(stage: QueueStage, body: &str) -> Option<String> {
         QueueStage::Provision => serde_json::from_str::<OrderEvent>(body)
             .ok()
             .map(|e| e.key.as_string()),
-        QueueStage::Align => None,
+        QueueStage::Align | QueueStage::Notify => None,
     }
 }
 

@@ -22,6 +22,8 @@ pub enum Stage {
     Align,
     Expire,
     Operator,
+    /// Outbound events to the seller's endpoints.
+    Notify,
 }
 
 impl Stage {
@@ -32,6 +34,7 @@ impl Stage {
             Stage::Align => "align",
             Stage::Expire => "expire",
             Stage::Operator => "operator",
+            Stage::Notify => "notify",
         }
     }
 }

@@ -188,8 +188,19 @@ pub struct BuyerRecord {
     /// from the workspace: someone who was a member before buying is not enroll's to remove.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub member_added: bool,
+    /// The sequence number of the buyer's last outbound notification (0: none yet).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outbound_seq: u64,
+    /// Notifications derived from a confirmed change and not yet handed to the notify queue:
+    /// the outbox of [`crate::outbound`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbox: Vec<crate::outbound::Notification>,
     #[serde(default)]
     pub version: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl BuyerRecord {
@@ -204,6 +215,8 @@ impl BuyerRecord {
             next_change_at: None,
             alias_of: None,
             member_added: false,
+            outbound_seq: 0,
+            outbox: Vec::new(),
             version: 0,
         }
     }

@@ -17,6 +17,8 @@
 //!   [`history::record`], which never lets a failed write fail an event.
 //! - [`metrics`]: the names and units of every metric enroll emits, and the in-memory recorder
 //!   they are counted in (rendered as Embedded Metric Format by the Lambda functions).
+//! - [`outbound`]: the signed events told to the seller's endpoints after an access change, the
+//!   outbox that makes them durable, and the retry policy of their delivery.
 //! - [`redact`]: what may appear in a log line in place of an email or a body.
 //! - [`clock`]: the [`clock::Clock`] port the stages read the time from, so tests advance time
 //!   instead of sleeping.
@@ -34,6 +36,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod ledger;
 pub mod metrics;
+pub mod outbound;
 pub mod ports;
 pub mod redact;
 pub mod timings;

@@ -34,6 +34,10 @@ pub enum Metric {
     /// From webhook accepted to member in every Group, in milliseconds.
     TimeToAccessMs,
     ExpiryReconciled,
+    /// Outbound events an endpoint answered 2xx.
+    OutboundDelivered,
+    /// Outbound delivery attempts that failed (retried, parked, or the endpoint disabled).
+    OutboundFailed,
 }
 
 /// The CloudWatch unit of a metric.
@@ -53,7 +57,7 @@ impl Unit {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 14] = [
         Metric::WebhooksAccepted,
         Metric::WebhooksRejected,
         Metric::EventsApplied,
@@ -66,6 +70,8 @@ impl Metric {
         Metric::RecordsAligned,
         Metric::TimeToAccessMs,
         Metric::ExpiryReconciled,
+        Metric::OutboundDelivered,
+        Metric::OutboundFailed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -82,6 +88,8 @@ impl Metric {
             Metric::RecordsAligned => "RecordsAligned",
             Metric::TimeToAccessMs => "TimeToAccessMs",
             Metric::ExpiryReconciled => "ExpiryReconciled",
+            Metric::OutboundDelivered => "OutboundDelivered",
+            Metric::OutboundFailed => "OutboundFailed",
         }
     }
 
@@ -102,14 +110,17 @@ pub enum Function {
     Provision,
     Align,
     Expire,
+    /// Outbound events to the seller's endpoints.
+    Notify,
 }
 
 impl Function {
-    pub const ALL: [Function; 4] = [
+    pub const ALL: [Function; 5] = [
         Function::Ingest,
         Function::Provision,
         Function::Align,
         Function::Expire,
+        Function::Notify,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -118,6 +129,7 @@ impl Function {
             Function::Provision => "provision",
             Function::Align => "align",
             Function::Expire => "expire",
+            Function::Notify => "notify",
         }
     }
 }
@@ -163,12 +175,13 @@ impl Metric {
             Metric::EventsApplied | Metric::EventsDuplicate | Metric::TimeToAccessMs => {
                 &[Provision]
             }
-            Metric::EventsParked => &[Provision, Align],
+            Metric::EventsParked => &[Provision, Align, Notify],
             Metric::ScimRequests | Metric::ScimThrottled | Metric::ScimAuthFailures => {
                 &[Provision, Expire]
             }
             Metric::NotionApiRequests | Metric::RecordsAligned => &[Align],
             Metric::ExpiryReconciled => &[Expire],
+            Metric::OutboundDelivered | Metric::OutboundFailed => &[Notify],
         }
     }
 }
@@ -500,7 +513,7 @@ impl Summary {
         format!(
             "webhooks {} accepted, {} rejected{rejected}; events {} applied, {} duplicate, {} parked; \
              SCIM {} requests, {} throttled, {} auth failures; Notion API {} requests; \
-             {} records aligned; {} expiry reconciled; {access}",
+             {} records aligned; {} expiry reconciled; outbound {} delivered, {} failed; {access}",
             t(Metric::WebhooksAccepted),
             t(Metric::WebhooksRejected),
             t(Metric::EventsApplied),
@@ -512,6 +525,8 @@ impl Summary {
             t(Metric::NotionApiRequests),
             t(Metric::RecordsAligned),
             t(Metric::ExpiryReconciled),
+            t(Metric::OutboundDelivered),
+            t(Metric::OutboundFailed),
         )
     }
 }

@@ -24,6 +24,7 @@ pub mod admin_client;
 pub mod config_file;
 pub mod dead_letters;
 pub mod journal;
+pub mod outbound;
 pub mod queue;
 pub mod runtime;
 pub mod seed;

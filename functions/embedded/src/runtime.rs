@@ -4,9 +4,14 @@
 //! in the data directory, so a restart, or a hard kill, loses nothing acknowledged. Workers call
 //! the same batch functions the Lambda functions call. With no SCIM or Notion token configured,
 //! an in-process simulator stands in for Notion and its state is kept in the data directory too.
+//!
+//! With `[[outbound]]` endpoints configured, a notify queue (journaled like the others, with its
+//! dead-letter queue) and its own worker deliver the outbound events ([`crate::outbound`]), so
+//! a slow or failing endpoint never holds up provisioning.
 
 use crate::dead_letters::EmbeddedDeadLetters;
 use crate::journal::Journal;
+use crate::outbound::{eligible, EmbeddedDeliveryQueue, JournalEndpoints};
 use crate::queue::{EmbeddedQueue, Message, QueueDeadLetters, QueueSettings};
 use crate::store::FileStore;
 use align::Aligner;
@@ -48,6 +53,12 @@ pub struct Runtime {
     pub store: FileStore,
     pub provision_queue: Arc<EmbeddedQueue>,
     pub align_queue: Arc<EmbeddedQueue>,
+    /// Outbound events; empty unless `[[outbound]]` endpoints are configured.
+    pub notify_queue: Arc<EmbeddedQueue>,
+    /// Delivers the notify queue's events; `None` without `[[outbound]]` endpoints.
+    pub notifier: Option<Arc<notify::Notifier>>,
+    /// The endpoints a 410 answer disabled.
+    pub outbound_endpoints: Arc<JournalEndpoints>,
     pub ingest: Arc<Ingest>,
     pub provisioner: Arc<Provisioner>,
     pub aligner: Arc<Aligner>,
@@ -179,15 +190,30 @@ impl Runtime {
         );
         let align_queue = EmbeddedQueue::new(
             "align",
-            journal,
+            journal.clone(),
             queue_settings(&timings.align),
             Some(align_dlq),
         );
+        let notify_dlq = EmbeddedQueue::new("notify-dlq", journal.clone(), dlq_settings, None);
+        let notify_queue = EmbeddedQueue::new(
+            "notify",
+            journal.clone(),
+            QueueSettings {
+                // Longer than one attempt can take (at most 60 s by configuration).
+                visibility: Duration::from_secs(120),
+                // The last allowed attempt parks a failing delivery with its reason.
+                max_receives: enroll_core::outbound::MAX_ATTEMPTS + 1,
+            },
+            Some(notify_dlq),
+        );
+        let outbound_endpoints = Arc::new(JournalEndpoints(journal));
         if data_dir.is_some() {
             // This process is the journal's one writer: whatever is still in flight was held
             // by a process that is gone (killed, say), so it comes back now, uncounted. Its
             // claims still run out on their own; the messages wait for them (deferral).
-            let back = provision_queue.recover_in_flight()? + align_queue.recover_in_flight()?;
+            let back = provision_queue.recover_in_flight()?
+                + align_queue.recover_in_flight()?
+                + notify_queue.recover_in_flight()?;
             if back > 0 {
                 tracing::info!(
                     messages = back,
@@ -215,6 +241,17 @@ impl Runtime {
         .with_history(store_arc.clone())
         .with_clock(clock.clone());
         provisioner.timings = timings.provision;
+        let notifier = if config.outbound.is_empty() {
+            None
+        } else {
+            provisioner =
+                provisioner.with_outbound(Arc::new(EmbeddedDeliveryQueue(notify_queue.clone())));
+            let n = notify::Notifier::new(config.clone(), outbound_endpoints.clone())
+                .map_err(|f| anyhow::anyhow!(f.reason))?
+                .with_history(store_arc.clone())
+                .with_clock(clock.clone());
+            Some(Arc::new(n))
+        };
         let mut aligner = Aligner::new(Arc::new(sales), store_arc.clone())
             .with_history(store_arc)
             .with_clock(clock);
@@ -228,6 +265,9 @@ impl Runtime {
             store,
             provision_queue,
             align_queue,
+            notify_queue,
+            notifier,
+            outbound_endpoints,
             simulator,
             data_dir,
         }))
@@ -238,6 +278,7 @@ impl Runtime {
         [
             (QueueStage::Provision, &self.provision_queue),
             (QueueStage::Align, &self.align_queue),
+            (QueueStage::Notify, &self.notify_queue),
         ]
         .into_iter()
         .map(|(stage, source)| {
@@ -261,6 +302,33 @@ impl Runtime {
         self.align_queue
             .dead_letter_queue()
             .expect("align has a DLQ")
+    }
+
+    pub fn notify_dlq(&self) -> &Arc<EmbeddedQueue> {
+        self.notify_queue
+            .dead_letter_queue()
+            .expect("notify has a DLQ")
+    }
+
+    /// Delivers one batch from the notify queue (each group's oldest delivery only); false
+    /// when nothing was due or no endpoint is configured.
+    pub async fn notify_once(&self, wait: Duration) -> anyhow::Result<bool> {
+        let Some(notifier) = &self.notifier else {
+            return Ok(false);
+        };
+        let dead = QueueDeadLetters {
+            dlq: self.notify_dlq().clone(),
+            source: "notify".into(),
+        };
+        let queue = &self.notify_queue;
+        let received = queue.receive(10, wait).await?;
+        if received.is_empty() {
+            return Ok(false);
+        }
+        let msgs = eligible(queue, received)?;
+        let report = notifier.run_batch(&dead, &incoming(&msgs)).await;
+        settle_batch(queue, &msgs, &report)?;
+        Ok(true)
     }
 
     /// Receives and handles one batch from the provision queue; false when the queue was empty.
@@ -316,6 +384,20 @@ impl Runtime {
                 while !*stop_p.borrow() {
                     if let Err(e) = rt.provision_once(Duration::from_millis(200)).await {
                         tracing::error!(error = %e, "provision worker");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }));
+        }
+        if self.notifier.is_some() {
+            // One worker: groups in a batch go at once, and a slow endpoint holds up only
+            // this worker, never provision or align.
+            let rt = self.clone();
+            let stop_n = stop.clone();
+            workers.push(tokio::spawn(async move {
+                while !*stop_n.borrow() {
+                    if let Err(e) = rt.notify_once(Duration::from_millis(200)).await {
+                        tracing::error!(error = %e, "notify worker");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }

@@ -82,11 +82,23 @@ fn keys(secret: &str) -> Vec<Vec<u8>> {
     }
 }
 
-pub(crate) fn receive(
+/// The `webhook-signature` value enroll sends with its own outbound events: `v1,` and the
+/// base64 HMAC-SHA256 of `"{id}.{timestamp}.{body}"` keyed with `key` (the decoded `whsec_`
+/// secret), the same computation [`verify`] checks.
+pub fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    let t = timestamp.to_string();
+    let sig = sign::base64_mac(key, &[id.as_bytes(), b".", t.as_bytes(), b".", body]);
+    format!("v1,{sig}")
+}
+
+/// Checks a request's Standard Webhooks headers against the configured secrets and the
+/// tolerance; returns the `webhook-id` and the signed time. Ingest uses it for inbound events,
+/// `enroll dev --outbound-echo` for enroll's own.
+pub fn verify(
     cfg: &PlatformConfig,
     req: &Inbound<'_>,
     now: DateTime<Utc>,
-) -> Result<Accepted, Rejected> {
+) -> Result<(String, DateTime<Utc>), Rejected> {
     let secrets = sign::secrets(Platform::Standard, cfg)?;
     let id = header(req, "id")?;
     let ts = header(req, "timestamp")?;
@@ -109,7 +121,16 @@ pub(crate) fn receive(
         ));
     }
     let signed_at = sign::fresh(ts, "webhook-timestamp", cfg, now)?;
+    Ok((id.to_owned(), signed_at))
+}
 
+pub(crate) fn receive(
+    cfg: &PlatformConfig,
+    req: &Inbound<'_>,
+    now: DateTime<Utc>,
+) -> Result<Accepted, Rejected> {
+    let (id, signed_at) = verify(cfg, req, now)?;
+    let id = id.as_str();
     let v = extract::json(req.body)?;
     let event_type = extract::required(text(&v, "/type"), "type")?;
     let kind = if cfg.event_types.is_empty() {
@@ -263,16 +284,15 @@ pub(crate) fn sample(s: &Sample, secret: &str, now: DateTime<Utc>) -> Outgoing {
     };
     let body = serde_json::to_vec(&json!({ "type": event_type, "timestamp": at, "data": data }))
         .unwrap_or_default();
-    let t = ts.to_string();
     let key = keys(secret).into_iter().next().unwrap_or_default();
-    let sig = sign::base64_mac(&key, &[msg_id.as_bytes(), b".", t.as_bytes(), b".", &body]);
+    let signature = signature(&key, &msg_id, ts, &body);
     Outgoing {
         query: None,
         headers: vec![
             ("content-type".into(), "application/json".into()),
             ("webhook-id".into(), msg_id),
-            ("webhook-timestamp".into(), t),
-            ("webhook-signature".into(), format!("v1,{sig}")),
+            ("webhook-timestamp".into(), ts.to_string()),
+            ("webhook-signature".into(), signature),
         ],
         body,
     }

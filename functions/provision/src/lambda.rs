@@ -4,6 +4,7 @@ use crate::Provisioner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
 use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
+use enroll_aws::outbound::SqsDeliveryQueue;
 use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
 use enroll_core::clock::SystemClock;
 use enroll_core::ports::Queue;
@@ -68,11 +69,17 @@ pub async fn provisioner_from_env(
         DynamoHistory::new(dynamo.clone(), &table).with_retention(config.history.retention_days);
     let store = Arc::new(DynamoStore::new(dynamo, table));
     let directory = Arc::new(ScimClient::new(&config.scim, budget)?);
-    Ok(
-        Provisioner::new(config, store.clone(), store, directory, align)
-            .with_history(Arc::new(history))
-            .with_clock(Arc::new(SystemClock)),
-    )
+    let mut provisioner = Provisioner::new(config.clone(), store.clone(), store, directory, align)
+        .with_history(Arc::new(history))
+        .with_clock(Arc::new(SystemClock));
+    // Outbound events, when endpoints are configured and the stack has the notify queue.
+    if let Ok(url) = required("ENROLL_NOTIFY_QUEUE_URL") {
+        if !config.outbound.is_empty() {
+            let sqs = aws_sdk_sqs::Client::new(sdk);
+            provisioner = provisioner.with_outbound(Arc::new(SqsDeliveryQueue::new(sqs, url)));
+        }
+    }
+    Ok(provisioner)
 }
 
 /// The invocation's deadline, for idempotency claims that a crash must not leave stuck.

@@ -7,13 +7,20 @@
 //! - [`Provisioner`]: the per-event pipeline and [`Provisioner::reconcile`], which the expiry pass
 //!   and the operator tools reuse.
 //! - [`link`]: [`Provisioner::link`], the seller's way to say two emails are one buyer.
+//! - [`outbox`]: the outbound events a confirmed change of access produces, kept in the buyer's
+//!   record until the notify queue has them.
 //! - [`batch`]: one queue batch with partial failures; permanent failures are parked in the
 //!   dead-letter queue with their reason, transient ones are left for redelivery.
 //! - [`lambda`]: the Lambda wiring (environment, secrets, SDK clients, `SqsEvent`).
 
 pub mod batch;
+mod groups;
 pub mod lambda;
 pub mod link;
+pub mod outbox;
+
+pub use groups::GroupResolver;
+pub use outbox::Trigger;
 
 use chrono::{DateTime, Utc};
 use enroll_core::catalog::GroupRef;
@@ -25,11 +32,12 @@ use enroll_core::idempotency::{Claim, IdempotencyRecord};
 use enroll_core::ids::{BuyerEmail, GroupId, NotionUserId};
 use enroll_core::ledger::{self, Applied, BuyerRecord, GroupPlan, OrderRecord};
 use enroll_core::metrics::{self, Function, Metric};
+use enroll_core::outbound::DeliveryQueue;
 use enroll_core::ports::{Created, Directory, HistoryLog, IdempotencyStore, LedgerStore, Queue};
 use enroll_core::timings::StageTimings;
 use enroll_core::Failure;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 /// Links are followed this far; a longer chain can only come from a loop.
 const MAX_LINK_HOPS: usize = 4;
@@ -97,60 +105,6 @@ impl Queue for ReconcileOnly {
     }
 }
 
-/// Resolves Group display names to ids once per process; ids from the catalog pass through.
-#[derive(Default)]
-pub struct GroupResolver {
-    cache: Mutex<HashMap<String, GroupId>>,
-    /// One lookup at a time: the events of a batch run concurrently and would otherwise all
-    /// look up the same names on a cold start.
-    lookup: tokio::sync::Mutex<()>,
-}
-
-impl GroupResolver {
-    pub async fn resolve(&self, dir: &dyn Directory, group: &GroupRef) -> Result<GroupId, Failure> {
-        let name = match group {
-            GroupRef::Id(id) => return Ok(id.clone()),
-            GroupRef::Name(n) => n,
-        };
-        if let Some(id) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Ok(id.clone());
-        }
-        let _one_lookup = self.lookup.lock().await;
-        if let Some(id) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Ok(id.clone());
-        }
-        let id = dir.find_group(name).await?.ok_or_else(|| {
-            Failure::permanent(format!(
-                "Group `{name}` does not exist in the workspace: create it or fix the catalog"
-            ))
-        })?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.clone(), id.clone());
-        Ok(id)
-    }
-
-    /// How a buyer's history names a Group: its display name once resolved, else its id.
-    pub fn label(&self, id: &GroupId) -> String {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        match cache.iter().find(|(_, v)| *v == id) {
-            Some((name, _)) => name.clone(),
-            None => format!("id {id}"),
-        }
-    }
-}
-
 /// Everything provision needs, built once per process (per cold start on Lambda).
 pub struct Provisioner {
     pub config: Arc<Config>,
@@ -166,6 +120,8 @@ pub struct Provisioner {
     /// applied at, the expiry pass of the expire function, the settle window of an uncertain
     /// change, history lines and `TimeToAccessMs`.
     pub clock: Arc<dyn Clock>,
+    /// The notify queue, when `[[outbound]]` endpoints are configured ([`outbox`]).
+    pub outbound: Option<Arc<dyn DeliveryQueue>>,
 }
 
 impl Provisioner {
@@ -187,6 +143,7 @@ impl Provisioner {
             timings: enroll_core::timings::PROVISION,
             history: Arc::new(NoHistory),
             clock: Arc::new(SystemClock),
+            outbound: None,
         }
     }
 
@@ -353,8 +310,9 @@ impl Provisioner {
             buyer.name.get_or_insert(name);
         }
         buyer.orders.insert(order.order.clone());
+        let trigger = Trigger::Event(event, &order);
         let reconciled = self
-            .reconcile_record(&mut buyer, now, Some(deadline))
+            .reconcile_record(&mut buyer, now, Some(deadline), trigger)
             .await?;
         if event.kind == EventKind::Purchase && !order.grants.is_empty() {
             if let Some(user) = &buyer.notion_user_id {
@@ -425,7 +383,8 @@ impl Provisioner {
         now: DateTime<Utc>,
     ) -> Result<Reconciled, Failure> {
         let mut buyer = self.buyer_record(email).await?;
-        self.reconcile_record(&mut buyer, now, None).await
+        self.reconcile_record(&mut buyer, now, None, Trigger::Expiry)
+            .await
     }
 
     /// Makes Notion match the ledger for one buyer. `sends_by` is the latest moment a request
@@ -437,7 +396,11 @@ impl Provisioner {
         buyer: &mut BuyerRecord,
         now: DateTime<Utc>,
         sends_by: Option<DateTime<Utc>>,
+        trigger: Trigger<'_>,
     ) -> Result<Reconciled, Failure> {
+        // What a crash left in the outbox goes first, keeping the buyer's events in order.
+        self.flush_outbox(buyer).await?;
+        let before = buyer.applied_groups.clone();
         let keys: Vec<_> = buyer.orders.iter().cloned().collect();
         let orders = self.ledger.orders(&keys).await?;
         let mut desired = BTreeSet::new();
@@ -536,7 +499,9 @@ impl Provisioner {
             buyer.next_change_at = earliest(buyer.next_change_at, *until);
         }
         done.user = buyer.notion_user_id.clone();
+        self.note_change(buyer, &before, trigger, after);
         buyer.version = self.ledger.put_buyer(buyer).await?;
+        self.flush_outbox(buyer).await?;
         Ok(done)
     }
 

@@ -86,7 +86,9 @@ impl Provisioner {
                 own.notion_user_id = None;
             } else if !own.applied_groups.is_empty() {
                 let orders = std::mem::take(&mut own.orders);
-                let left = self.reconcile_record(&mut own, now, None).await?;
+                let left = self
+                    .reconcile_record(&mut own, now, None, crate::Trigger::Operator)
+                    .await?;
                 alias_lines.extend(self.changes(&left));
                 report.alias_groups_removed = left.removed.len();
                 report.alias_removed_from_workspace = left.removed_from_workspace;
@@ -96,7 +98,9 @@ impl Provisioner {
             // The buyer takes the orders before the alias gives them up: a crash in between
             // leaves them on both records, and running the link again finishes it.
             target.orders.extend(own.orders.iter().cloned());
-            let gained: Reconciled = self.reconcile_record(&mut target, now, None).await?;
+            let gained: Reconciled = self
+                .reconcile_record(&mut target, now, None, crate::Trigger::Operator)
+                .await?;
             buyer_lines.push(format!(
                 "{} order(s) moved here from {}",
                 report.orders_moved,

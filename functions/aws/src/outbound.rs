@@ -1,0 +1,116 @@
+//! Outbound events on AWS ([`enroll_core::outbound`]): the notify queue, an SQS FIFO queue
+//! whose `MessageGroupId` is the delivery's endpoint-and-buyer group, so one buyer's events
+//! reach one endpoint in order while other buyers and endpoints go on; and the endpoints a
+//! 410 answer disabled, one item each in the table.
+//!
+//! | item | `pk` | `sk` | attributes |
+//! |---|---|---|---|
+//! | disabled endpoint | `outbound#<endpoint key>` | `outbound` | `doc` (S, the `DisabledEndpoint` as JSON) |
+
+use crate::error::classify;
+use crate::item::{json_why, s};
+use crate::schema::{PK, SK};
+use crate::AwsError;
+use async_trait::async_trait;
+use enroll_core::outbound::{Delivery, DeliveryQueue, DisabledEndpoint, EndpointRegistry};
+use enroll_core::Failure;
+
+const SK_OUTBOUND: &str = "outbound";
+const DOC: &str = "doc";
+
+/// The notify FIFO queue.
+#[derive(Debug, Clone)]
+pub struct SqsDeliveryQueue {
+    pub client: aws_sdk_sqs::Client,
+    pub url: String,
+}
+
+impl SqsDeliveryQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsDeliveryQueue {
+    #[tracing::instrument(skip_all, fields(webhook_id = %delivery.webhook_id), err)]
+    async fn send_delivery(&self, delivery: &Delivery) -> Result<(), Failure> {
+        let body = serde_json::to_string(delivery)
+            .map_err(|e| Failure::permanent(format!("delivery does not serialise: {e}")))?;
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .message_group_id(delivery.group())
+            // A copy re-sent after a crash within SQS's five-minute window is dropped.
+            .message_deduplication_id(delivery.dedup_id())
+            .send()
+            .await
+            .map_err(|e| classify("SendMessage", e))?;
+        Ok(())
+    }
+}
+
+/// Disabled endpoints in the enroll table.
+#[derive(Debug, Clone)]
+pub struct DynamoEndpoints {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+impl DynamoEndpoints {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn pk(endpoint: &str) -> String {
+    format!("outbound#{endpoint}")
+}
+
+#[async_trait]
+impl EndpointRegistry for DynamoEndpoints {
+    async fn disabled(&self, endpoint: &str) -> Result<Option<DisabledEndpoint>, Failure> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(PK, s(pk(endpoint)))
+            .key(SK, s(SK_OUTBOUND))
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        let Some(doc) = out
+            .item
+            .as_ref()
+            .and_then(|i| i.get(DOC))
+            .and_then(|v| v.as_s().ok())
+        else {
+            return Ok(None);
+        };
+        let record = serde_json::from_str(doc)
+            .map_err(|e| AwsError::malformed("disabled endpoint", json_why(&e)))?;
+        Ok(Some(record))
+    }
+
+    async fn disable(&self, record: &DisabledEndpoint) -> Result<(), Failure> {
+        let doc = serde_json::to_string(record)
+            .map_err(|e| AwsError::malformed("disabled endpoint", json_why(&e)))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item(PK, s(pk(&record.endpoint)))
+            .item(SK, s(SK_OUTBOUND))
+            .item(DOC, s(doc))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(())
+    }
+}
