@@ -465,7 +465,7 @@ fn order_id(platform: Platform, run: &str, i: usize) -> String {
         Platform::Stripe => format!("pi_crash{run}x{i}"),
         Platform::Paddle => format!("txn_crash{run}x{i}"),
         Platform::Standard => format!("ord_crash{run}x{i}"),
-        Platform::Gumroad => format!("crash{run}x{i}"),
+        Platform::Gumroad | Platform::Mapped(_) => format!("crash{run}x{i}"),
         Platform::Shopify | Platform::LemonSqueezy | Platform::ThriveCart => {
             format!("{}", 5_000_000_000u64 + i as u64)
         }
