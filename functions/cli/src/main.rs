@@ -8,7 +8,7 @@ mod commands;
 mod target;
 
 use clap::{Parser, Subcommand};
-use commands::{buyer, dev, lab, ops};
+use commands::{buyer, dev, doctor, lab, ops};
 use enroll_core::ids::Platform;
 
 #[derive(Parser)]
@@ -43,6 +43,10 @@ enum Command {
     Link(buyer::LinkArgs),
     #[command(flatten)]
     Ops(ops::OpsCommand),
+    /// Check the configuration against the live services it names (SCIM token, Groups, sales
+    /// database and its properties, platform secrets, webhook URLs, rates) and say what to fix;
+    /// exits non-zero if any check fails.
+    Doctor(doctor::DoctorArgs),
     /// Measure throughput against the Notion simulator: ingest per core, provision against the
     /// rate limit, backfill requests, and each function binary's start time and memory.
     Bench(lab::BenchArgs),
@@ -95,5 +99,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Link(a) => buyer::link(a).await,
         Command::Expire(a) => buyer::expire(a).await,
         Command::Ops(cmd) => ops::run(cmd).await,
+        Command::Doctor(a) => doctor::doctor(a).await,
     }
 }

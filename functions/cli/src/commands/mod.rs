@@ -3,5 +3,6 @@
 
 pub mod buyer;
 pub mod dev;
+pub mod doctor;
 pub mod lab;
 pub mod ops;
