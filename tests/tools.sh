@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # scim2-server: an independent, strict RFC 7643/7644 server, the second SCIM workspace
 # (tests/src/scim_server.rs).
 # scim2-tester: an independent SCIM conformance checker, run on the simulator (tests/scim-conformance.sh).
-TOOLS="moto[server]==5.2.5 cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 checkov==3.3.30 scim2-server==0.8.3 scim2-tester[httpx2]==0.5.2"
+# standardwebhooks: the Standard Webhooks reference library, verifying enroll's outbound events
+# (tests/outbound_receiver.py).
+TOOLS="moto[server]==5.2.5 cargo-lambda==1.9.2 ziglang==0.17.1 cfn-lint==1.58.0 checkov==3.3.30 scim2-server==0.8.3 scim2-tester[httpx2]==0.5.2 standardwebhooks==1.1.0"
 SAM="aws-sam-cli==1.170.0"
 
 ensure_venv() {

@@ -1,0 +1,303 @@
+//! Outbound events (#18) against a receiver that verifies every signature with the Standard
+//! Webhooks reference library (tests/outbound_receiver.py, PyPI `standardwebhooks`): the
+//! done-when through a real `enroll dev`, a 400 parked without retry, a 410 that disables the
+//! endpoint, a buyer's events in order, and delivery surviving a kill -9 of `enroll dev`.
+//! No timing assertions: each test waits for outcomes with generous deadlines.
+
+use anyhow::{Context, Result};
+use enroll_core::config::Config;
+use enroll_core::event::EventKind;
+use enroll_core::ids::Platform;
+use enroll_core::timings::Timings;
+use enroll_embedded::runtime::{Options, Runtime};
+use enroll_platforms::Sample;
+use enroll_tests::enroll_bin::{scratch_dir, Dev};
+use enroll_tests::lambda_watch::{venv_bin, workspace_root};
+use serde_json::Value;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const PRODUCT: &str = "price_1FormulaFundamentals";
+const GROUP: &str = "Formula Fundamentals 2.0";
+
+/// The Python receiver, killed when dropped.
+struct Receiver {
+    child: Child,
+    port: u16,
+    record: PathBuf,
+}
+
+impl Receiver {
+    /// Answers `answers` in turn (then 200 for every later attempt).
+    fn start(dir: &Path, answers: &str) -> Result<Self> {
+        let python = venv_bin().join("python");
+        let record = dir.join(format!("received-{}.jsonl", uuid::Uuid::new_v4().simple()));
+        let mut child = Command::new(&python)
+            .arg(workspace_root().join("tests/outbound_receiver.py"))
+            .args(["--secret", SECRET, "--answers", answers, "--record"])
+            .arg(&record)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {} (run bash tests/tools.sh)", python.display()))?;
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut first)?;
+        let port: Value = serde_json::from_str(first.trim())
+            .with_context(|| format!("the receiver did not start: {first:?}"))?;
+        let port = port["port"].as_u64().context("no port")? as u16;
+        Ok(Self {
+            child,
+            port,
+            record,
+        })
+    }
+
+    /// Every attempt so far, oldest first.
+    fn attempts(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until `done` holds for the attempts, up to a generous deadline.
+    async fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Result<Vec<Value>> {
+        let until = Instant::now() + Duration::from_secs(240);
+        loop {
+            let got = self.attempts();
+            if done(&got) {
+                return Ok(got);
+            }
+            anyhow::ensure!(Instant::now() < until, "never {what}: {got:#?}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn config_text(&self) -> String {
+        let example =
+            std::fs::read_to_string(workspace_root().join("infra/enroll.example.toml")).unwrap();
+        format!(
+            "{example}\n[[outbound]]\nurl = \"http://127.0.0.1:{}/hooks/enroll\"\nsecret = \"{SECRET}\"\nevents = [\"access.granted\", \"access.changed\", \"access.revoked\", \"access.expired\"]\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn of_type<'a>(attempts: &'a [Value], t: &str) -> Vec<&'a Value> {
+    attempts.iter().filter(|a| a["body"]["type"] == t).collect()
+}
+
+fn delivered(attempts: &[Value], t: &str) -> usize {
+    of_type(attempts, t)
+        .iter()
+        .filter(|a| a["status"] == 200)
+        .count()
+}
+
+fn sample(kind: EventKind, email: &str, order: &str) -> Sample {
+    Sample {
+        kind,
+        product: PRODUCT.into(),
+        email: email.into(),
+        name: None,
+        order_id: Some(order.into()),
+        event_id: Some(format!(
+            "evt_{}_{}",
+            kind.as_str(),
+            uuid::Uuid::new_v4().simple()
+        )),
+    }
+}
+
+async fn post(config: &Config, base: &str, s: &Sample) -> Result<()> {
+    let out = enroll_lab::send::request(config, Platform::Stripe, s)?;
+    let url = enroll_lab::send::webhook_url(base, Platform::Stripe);
+    let (status, body) = enroll_lab::send::post_signed(&reqwest::Client::new(), &url, &out).await?;
+    anyhow::ensure!((200..300).contains(&status), "{status} {body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purchase_and_its_refund_reach_a_reference_receiver_signed_and_the_retry_keeps_its_id(
+) -> Result<()> {
+    let dir = scratch_dir("outbound-done");
+    let receiver = Receiver::start(&dir, "500")?;
+    let config_path = dir.join("enroll.toml");
+    std::fs::write(&config_path, receiver.config_text())?;
+    let config = Config::from_toml(&receiver.config_text(), |_| None)?;
+    let (d, c) = (dir.join("data"), config_path.clone());
+    let dev = tokio::task::spawn_blocking(move || {
+        Dev::start(
+            &d,
+            &[
+                "--config",
+                c.to_str().unwrap(),
+                "--expire-every-secs",
+                "3600",
+            ],
+        )
+    })
+    .await??;
+    let buyer = "ada.outbound@example.com";
+    post(
+        &config,
+        &dev.record.webhook_url,
+        &sample(EventKind::Purchase, buyer, "ord_outbound_1"),
+    )
+    .await?;
+    let got = receiver
+        .wait_for("delivered access.granted", |a| {
+            delivered(a, "access.granted") >= 1
+        })
+        .await?;
+    let granted = of_type(&got, "access.granted");
+    assert!(
+        granted.iter().all(|a| a["verified"] == true),
+        "{granted:#?}"
+    );
+    assert_eq!(granted[0]["status"], 500, "the receiver failed the first");
+    assert_eq!(granted.last().unwrap()["status"], 200);
+    let ids: std::collections::BTreeSet<_> = granted
+        .iter()
+        .map(|a| a["webhook_id"].to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "the retry keeps its webhook-id: {granted:#?}");
+    assert_eq!(delivered(&got, "access.granted"), 1);
+    let body = &granted[0]["body"];
+    assert_eq!(body["data"]["email"], buyer);
+    assert_eq!(body["data"]["groups"], serde_json::json!([GROUP]));
+    assert_eq!(body["data"]["added"], serde_json::json!([GROUP]));
+    assert_eq!(body["data"]["order"], "ord_outbound_1");
+    assert_eq!(body["data"]["platform"], "stripe");
+    assert!(body["data"]["notion_user_id"].is_string(), "{body}");
+
+    post(
+        &config,
+        &dev.record.webhook_url,
+        &sample(EventKind::Refund, buyer, "ord_outbound_1"),
+    )
+    .await?;
+    let got = receiver
+        .wait_for("delivered access.revoked", |a| {
+            delivered(a, "access.revoked") >= 1
+        })
+        .await?;
+    let revoked = of_type(&got, "access.revoked");
+    assert!(revoked.iter().all(|a| a["verified"] == true));
+    assert_eq!(delivered(&got, "access.revoked"), 1);
+    assert_eq!(
+        revoked[0]["body"]["data"]["removed"],
+        serde_json::json!([GROUP])
+    );
+    assert_eq!(revoked[0]["body"]["data"]["groups"], serde_json::json!([]));
+    assert_eq!(delivered(&got, "access.granted"), 1, "nothing sent twice");
+
+    // The history shows each delivery and its outcome; no address in it.
+    let d = dir.join("data");
+    let status = tokio::task::spawn_blocking(move || -> Result<String> {
+        let out = enroll_tests::enroll_bin::simulated(&[
+            "status",
+            buyer,
+            "--data-dir",
+            d.to_str().unwrap(),
+        ])?
+        .output()?;
+        Ok(String::from_utf8(out.stdout)?)
+    })
+    .await??;
+    assert!(
+        status.contains("failed access.granted to 127.0.0.1"),
+        "{status}"
+    );
+    assert!(
+        status.contains("delivered access.granted to 127.0.0.1"),
+        "{status}"
+    );
+    assert!(status.contains("delivered access.revoked"), "{status}");
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The pipeline in this process against the simulator, with the receiver as its one endpoint.
+async fn runtime(receiver: &Receiver) -> Result<Arc<Runtime>> {
+    let config = Config::from_toml(&receiver.config_text(), |_| None)?;
+    Runtime::start(Options {
+        config,
+        data_dir: None,
+        timings: Timings::default(),
+        simulate: true,
+    })
+    .await
+}
+
+/// Hands a signed sample to the runtime's ingest, as its webhook listener would.
+async fn ingest(rt: &Runtime, config: &Config, s: &Sample) -> Result<()> {
+    let out = enroll_lab::send::request(config, Platform::Stripe, s)?;
+    let req = ingest::WebhookRequest {
+        method: "POST".into(),
+        path: "/webhooks/stripe".into(),
+        query: out.query,
+        headers: out.headers,
+        body: out.body,
+    };
+    let resp = rt.ingest.handle(&req, chrono::Utc::now()).await;
+    anyhow::ensure!((200..300).contains(&resp.status), "{}", resp.body);
+    Ok(())
+}
+
+/// Runs provision and align to the end, then notify until `done` holds.
+async fn deliver_until(
+    rt: &Runtime,
+    receiver: &Receiver,
+    what: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Result<Vec<Value>> {
+    rt.run_until_idle().await?;
+    let until = Instant::now() + Duration::from_secs(240);
+    loop {
+        rt.notify_once(Duration::from_millis(200)).await?;
+        let got = receiver.attempts();
+        if done(&got) {
+            return Ok(got);
+        }
+        anyhow::ensure!(Instant::now() < until, "never {what}: {got:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_is_parked_with_its_reason_and_never_retried() -> Result<()> {
+    let dir = scratch_dir("outbound-400");
+    let receiver = Receiver::start(&dir, "400")?;
+    let rt = runtime(&receiver).await?;
+    let config = rt.config.clone();
+    let buyer = "bo.refused@example.com";
+    let s = sample(EventKind::Purchase, buyer, "ord_400");
+    ingest(&rt, &config, &s).await?;
+    deliver_until(&rt, &receiver, "parked", |_| !rt.notify_dlq().is_empty()).await?;
+    // Nothing comes back: the queue is empty and the one attempt stays the only one.
+    for _ in 0..10 {
+        rt.notify_once(Duration::from_millis(100)).await?;
+    }
+    assert!(rt.notify_queue.is_empty());
+    assert_eq!(receiver.attempts().len(), 1);
+    let parked = rt.notify_dlq().peek();
+    assert_eq!(parked.len(), 1);
+    let reason = &parked[0].attributes["enroll.reason"];
+    assert!(reason.contains("HTTP 400"), "{reason}");
+    assert!(!reason.contains('@'), "{reason}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
