@@ -234,8 +234,9 @@ async fn a_platform_without_a_secret_fails_and_so_does_no_platform() -> Result<(
 
 /// `enroll doctor` as a seller runs it: exit 0 with the shipped configuration (against the
 /// simulated workspace when no token is set, and against a configured one), non-zero with a
-/// missing Group, which stdout names.
-#[tokio::test]
+/// missing Group, which stdout names. Multi-threaded: the simulator answers while this thread
+/// waits for the child process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_exits_non_zero_exactly_when_a_check_fails() -> Result<()> {
     let dir = enroll_bin::scratch_dir("doctor");
     let data_dir = dir.join("data");
