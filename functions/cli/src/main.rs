@@ -8,7 +8,7 @@ mod commands;
 mod target;
 
 use clap::{Parser, Subcommand};
-use commands::{buyer, dev, doctor, lab, ops};
+use commands::{buyer, console, dev, doctor, lab, ops};
 use enroll_core::ids::Platform;
 
 #[derive(Parser)]
@@ -47,6 +47,9 @@ enum Command {
     /// database and its properties, platform secrets, webhook URLs, rates) and say what to fix;
     /// exits non-zero if any check fails.
     Doctor(doctor::DoctorArgs),
+    /// The seller console: buyers, access, dead letters, the audit, the catalog, activity and
+    /// the setup check in a browser, on 127.0.0.1 behind a token it prints.
+    Console(console::ConsoleArgs),
     /// Measure throughput against the Notion simulator: ingest per core, provision against the
     /// rate limit, backfill requests, and each function binary's start time and memory.
     Bench(lab::BenchArgs),
@@ -100,5 +103,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Expire(a) => buyer::expire(a).await,
         Command::Ops(cmd) => ops::run(cmd).await,
         Command::Doctor(a) => doctor::doctor(a).await,
+        Command::Console(a) => console::console(a).await,
     }
 }

@@ -361,6 +361,8 @@ async fn notion(State(rt): State<Arc<Runtime>>) -> Response {
     Json(crate::admin_client::SimulatedScim {
         scim_base_url: rt.config.scim.base_url.clone(),
         scim_token: rt.config.scim.token.expose().to_owned(),
+        notion_base_url: rt.config.notion.base_url.clone(),
+        notion_token: rt.config.notion.token.expose().to_owned(),
     })
     .into_response()
 }

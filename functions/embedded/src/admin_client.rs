@@ -109,4 +109,9 @@ pub async fn running_dev(data_dir: &Path, url: Option<&str>) -> anyhow::Result<O
 pub struct SimulatedScim {
     pub scim_base_url: String,
     pub scim_token: String,
+    /// The simulated public API, for the console's setup check (empty from an older process).
+    #[serde(default)]
+    pub notion_base_url: String,
+    #[serde(default)]
+    pub notion_token: String,
 }

@@ -2,6 +2,7 @@
 //! crates that do the work.
 
 pub mod buyer;
+pub mod console;
 pub mod dev;
 pub mod doctor;
 pub mod lab;
