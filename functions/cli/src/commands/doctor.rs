@@ -166,10 +166,23 @@ async fn stack_config(stack: &str) -> anyhow::Result<(Config, Option<String>)> {
         // The environment wins over the secret, as in the functions.
         config.apply_env(env);
     }
-    let base = outputs.get(OUT_WEBHOOK_BASE).map(|u| {
-        u.trim_end_matches('/')
-            .trim_end_matches("webhooks")
-            .to_owned()
-    });
+    let base = outputs.get(OUT_WEBHOOK_BASE).map(|u| webhook_base(u));
     Ok((config, base))
+}
+
+/// The stack's `WebhookBaseUrl` (`<function URL>webhooks/`) without its `webhooks/` path,
+/// since the checks add `/webhooks/<platform>`.
+fn webhook_base(output: &str) -> String {
+    let url = output.trim().trim_end_matches('/');
+    url.strip_suffix("/webhooks").unwrap_or(url).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_stack_output_loses_its_webhooks_path() {
+        let url = "https://abc.lambda-url.us-east-1.on.aws";
+        assert_eq!(super::webhook_base(&format!("{url}/webhooks/")), url);
+        assert_eq!(super::webhook_base(&format!("{url}/")), url);
+    }
 }
