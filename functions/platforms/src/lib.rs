@@ -45,7 +45,8 @@
 //!   SKU, ...), deduplicated, in payload order. Values a [`PlatformProductRef`] cannot hold
 //!   (over 512 bytes, control characters) are skipped. A purchase with no reference is still
 //!   accepted: provision records it and the operator decides, instead of the platform retrying
-//!   an event that can never succeed.
+//!   an event that can never succeed. Mapped platforms are the exception: there a missing
+//!   product is a 400, since it almost always means a wrong pointer in the configuration.
 //!
 //! [`PlatformProductRef`]: enroll_core::ids::PlatformProductRef
 
