@@ -301,3 +301,241 @@ async fn a_400_is_parked_with_its_reason_and_never_retried() -> Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_disables_the_endpoint_and_later_events_are_not_sent() -> Result<()> {
+    let dir = scratch_dir("outbound-410");
+    let receiver = Receiver::start(&dir, "410")?;
+    let rt = runtime(&receiver).await?;
+    let config = rt.config.clone();
+    let buyer = "cy.gone@example.com";
+    ingest(&rt, &config, &sample(EventKind::Purchase, buyer, "ord_410")).await?;
+    deliver_until(&rt, &receiver, "answered 410", |a| !a.is_empty()).await?;
+    for _ in 0..5 {
+        rt.notify_once(Duration::from_millis(100)).await?;
+    }
+    let off = rt.outbound_endpoints.all();
+    assert_eq!(off.len(), 1, "{off:?}");
+    assert!(off[0].reason.contains("410"), "{off:?}");
+    assert!(rt.notify_queue.is_empty() && rt.notify_dlq().is_empty());
+
+    // The refund's event is dropped for the disabled endpoint, and its history says so.
+    ingest(&rt, &config, &sample(EventKind::Refund, buyer, "ord_410")).await?;
+    rt.run_until_idle().await?;
+    for _ in 0..10 {
+        rt.notify_once(Duration::from_millis(100)).await?;
+        if rt.notify_queue.is_empty() {
+            break;
+        }
+    }
+    assert!(rt.notify_queue.is_empty());
+    assert_eq!(receiver.attempts().len(), 1, "nothing more was sent");
+    let history = enroll_core::ports::HistoryLog::history(
+        &rt.store,
+        &enroll_core::ids::BuyerEmail::parse(buyer)?,
+    )
+    .await?;
+    let lines: Vec<&str> = history.iter().map(|h| h.what.as_str()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("endpoint disabled: access.granted")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("access.revoked not sent") && l.contains("is disabled since")),
+        "{lines:#?}"
+    );
+    let totals = enroll_core::metrics::global().snapshot().summary("test");
+    assert!(totals.total(enroll_core::metrics::Metric::OutboundFailed) >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyers_events_arrive_in_order_even_when_the_first_is_retried() -> Result<()> {
+    let dir = scratch_dir("outbound-order");
+    let receiver = Receiver::start(&dir, "500")?;
+    let rt = runtime(&receiver).await?;
+    let config = rt.config.clone();
+    let buyer = "di.order@example.com";
+    ingest(
+        &rt,
+        &config,
+        &sample(EventKind::Purchase, buyer, "ord_order"),
+    )
+    .await?;
+    rt.run_until_idle().await?;
+    ingest(&rt, &config, &sample(EventKind::Refund, buyer, "ord_order")).await?;
+    rt.run_until_idle().await?;
+    assert_eq!(
+        rt.notify_queue.len(),
+        2,
+        "both events wait in the outbox queue"
+    );
+    let got = deliver_until(&rt, &receiver, "delivered access.revoked", |a| {
+        delivered(a, "access.revoked") == 1
+    })
+    .await?;
+    let types: Vec<(&str, u64)> = got
+        .iter()
+        .map(|a| {
+            (
+                a["body"]["type"].as_str().unwrap_or("?"),
+                a["status"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    // The revocation is not even tried before the grant is delivered.
+    assert_eq!(
+        types,
+        [
+            ("access.granted", 500),
+            ("access.granted", 200),
+            ("access.revoked", 200)
+        ],
+        "{got:#?}"
+    );
+    assert!(got.iter().all(|a| a["verified"] == true));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_survives_a_kill_9_of_enroll_dev_and_keeps_its_id() -> Result<()> {
+    let dir = scratch_dir("outbound-kill");
+    // Two failures: the delivery is waiting for its retry when the process dies.
+    let receiver = Receiver::start(&dir, "500,500")?;
+    let config_path = dir.join("enroll.toml");
+    std::fs::write(&config_path, receiver.config_text())?;
+    let config = Config::from_toml(&receiver.config_text(), |_| None)?;
+    let start = |dir: PathBuf, c: PathBuf| {
+        tokio::task::spawn_blocking(move || {
+            Dev::start(
+                &dir,
+                &[
+                    "--config",
+                    c.to_str().unwrap(),
+                    "--expire-every-secs",
+                    "3600",
+                ],
+            )
+        })
+    };
+    let mut dev = start(dir.join("data"), config_path.clone()).await??;
+    let buyer = "ed.killed@example.com";
+    post(
+        &config,
+        &dev.record.webhook_url,
+        &sample(EventKind::Purchase, buyer, "ord_kill"),
+    )
+    .await?;
+    receiver
+        .wait_for("a first attempt", |a| !a.is_empty())
+        .await?;
+    dev.child.kill()?; // SIGKILL: nothing saved on the way out.
+    dev.child.wait()?;
+    drop(dev);
+
+    let dev = start(dir.join("data"), config_path).await??;
+    let got = receiver
+        .wait_for("delivered after the restart", |a| {
+            delivered(a, "access.granted") == 1
+        })
+        .await?;
+    let ids: std::collections::BTreeSet<String> =
+        got.iter().map(|a| a["webhook_id"].to_string()).collect();
+    assert_eq!(ids.len(), 1, "every attempt is the same event: {got:#?}");
+    assert!(got.iter().all(|a| a["verified"] == true));
+    assert!(got.len() >= 2, "{got:#?}");
+    drop(dev);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A notify queue that is down for its first `fail` sends.
+struct FlakyQueue {
+    fail: std::sync::atomic::AtomicUsize,
+    sent: std::sync::Mutex<Vec<enroll_core::outbound::Delivery>>,
+}
+
+#[async_trait::async_trait]
+impl enroll_core::outbound::DeliveryQueue for FlakyQueue {
+    async fn send_delivery(
+        &self,
+        d: &enroll_core::outbound::Delivery,
+    ) -> Result<(), enroll_core::Failure> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self
+            .fail
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(enroll_core::Failure::transient("notify queue down"));
+        }
+        self.sent.lock().unwrap().push(d.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_enqueue_failed_after_scim_is_sent_on_the_retry_once() -> Result<()> {
+    let dir = scratch_dir("outbound-outbox");
+    let receiver = Receiver::start(&dir, "")?;
+    let rt = runtime(&receiver).await?;
+    let config = rt.config.clone();
+    let buyer = "fay.outbox@example.com";
+    ingest(
+        &rt,
+        &config,
+        &sample(EventKind::Purchase, buyer, "ord_outbox"),
+    )
+    .await?;
+    let body = rt.provision_queue.peek()[0].body.clone();
+    let event: enroll_core::event::OrderEvent = serde_json::from_str(&body)?;
+    let store = Arc::new(rt.store.clone());
+    let scim = enroll_notion::scim::ScimClient::new(
+        &config.scim,
+        enroll_notion::rate::from_config(config.rate.scim()),
+    )?;
+    let queue = Arc::new(FlakyQueue {
+        fail: 1.into(),
+        sent: Default::default(),
+    });
+    let p = provision::Provisioner::new(
+        config.clone(),
+        store.clone(),
+        store.clone(),
+        Arc::new(scim),
+        rt.align_queue.clone(),
+    )
+    .with_outbound(queue.clone());
+    let now = chrono::Utc::now();
+    let deadline = now + chrono::TimeDelta::seconds(60);
+    // SCIM made the change; the queue was down: the event fails and its retry comes.
+    let first = p.process(&event, now, deadline).await;
+    assert!(first.is_err(), "{first:?}");
+    let email = enroll_core::ids::BuyerEmail::parse(buyer)?;
+    let record = enroll_core::ports::LedgerStore::buyer(store.as_ref(), &email)
+        .await?
+        .context("the buyer is recorded")?;
+    assert_eq!(record.outbox.len(), 1, "the change waits in the outbox");
+    assert!(queue.sent.lock().unwrap().is_empty());
+    // The retry sends it, once; a duplicate delivery of the event sends nothing more.
+    p.process(&event, now, deadline).await?;
+    p.process(&event, now, deadline).await?;
+    let sent = queue.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(
+        sent[0].webhook_id,
+        enroll_core::outbound::webhook_id(&email, 1)
+    );
+    assert_eq!(
+        sent[0].event_type,
+        enroll_core::outbound::EventType::Granted
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
