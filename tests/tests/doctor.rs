@@ -8,7 +8,7 @@ use enroll_core::config::{Config, Secret};
 use enroll_core::ids::Platform;
 use enroll_ops::doctor::{self, Check, Report};
 use enroll_simulator::{PropertyKind, SimConfig, SimHandle, SimState};
-use enroll_tests::enroll_bin;
+use enroll_tests::{enroll_bin, moto};
 
 const SCIM_TOKEN: &str = "doctor-test-scim-token";
 const NOTION_TOKEN: &str = "doctor-test-notion-token";
@@ -304,5 +304,91 @@ async fn the_binary_exits_non_zero_exactly_when_a_check_fails() -> Result<()> {
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `enroll doctor --stack` reads what the functions read: the configuration from the stack's
+/// `EnrollConfig` parameter, the tokens and signing secrets from its secret, and the webhook
+/// base from its `WebhookBaseUrl` output (a stack in moto whose outputs point at a secret made
+/// there, and whose configuration points at the simulator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_is_checked_with_its_parameter_secret_and_webhook_output() -> Result<()> {
+    let sdk = moto::sdk_config().await;
+    let stack = moto::unique("doctor");
+    let secret = aws_sdk_secretsmanager::Client::new(&sdk)
+        .create_secret()
+        .name(&stack)
+        .secret_string(
+            serde_json::json!({
+                "scim_token": SCIM_TOKEN,
+                "notion_token": NOTION_TOKEN,
+                "platforms": {"stripe": ["whsec_from_the_stack"]},
+            })
+            .to_string(),
+        )
+        .send()
+        .await?;
+    let secret_arn = secret.arn().expect("an ARN").to_owned();
+    let sim = shipped_workspace().await?;
+    // Stripe alone, with no secret in the text: the stack's secret provides it.
+    let text = format!(
+        "[scim]\nbase_url = \"{}\"\n\n[notion]\nbase_url = \"{}\"\ndatabase_id = \"{}\"\n\n\
+         [notion.properties]\nproducts = \"Products\"\n\n[platforms.stripe]\n\n\
+         [[products]]\nid = \"notion-mastery\"\nname = \"Notion Mastery\"\n\
+         groups = [{{ name = \"Notion Mastery\" }}]\n",
+        sim.scim_base_url(),
+        sim.notion_base_url(),
+        example().notion.database_id,
+    );
+    let template = serde_json::json!({
+        "Parameters": {"EnrollConfig": {"Type": "String"}},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "SecretArn": {"Value": secret_arn},
+            "WebhookBaseUrl": {"Value": "https://fn.lambda-url.us-east-1.on.aws/webhooks/"},
+        },
+    });
+    aws_sdk_cloudformation::Client::new(&sdk)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("EnrollConfig")
+                .parameter_value(text)
+                .build(),
+        )
+        .send()
+        .await?;
+
+    let out = enroll_bin::simulated(&["doctor", "--stack", &stack, "--json"])?
+        .env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env_remove("ENROLL_STRIPE_SECRETS")
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let detail = |name: &str| {
+        json["checks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name)
+            .map(|c| c["detail"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_else(|| panic!("no check {name} in {json}"))
+    };
+    assert!(detail("SCIM token").starts_with("valid"));
+    assert_eq!(detail("Platform stripe"), "1 secret");
+    assert_eq!(
+        detail("Webhook URL stripe"),
+        "https://fn.lambda-url.us-east-1.on.aws/webhooks/stripe"
+    );
     Ok(())
 }
