@@ -39,6 +39,9 @@ use enroll_core::Failure;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A received message and its delivery, when the body parses.
+type Item<'a> = (&'a Incoming, Option<Delivery>);
+
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
@@ -221,7 +224,7 @@ impl Notifier {
     /// documentation). Deliveries parked go to `dead` first and are then acknowledged; if that
     /// fails they come back instead.
     pub async fn run_batch(&self, dead: &dyn DeadLetters, messages: &[Incoming]) -> BatchReport {
-        let mut groups: Vec<(String, Vec<(&Incoming, Option<Delivery>)>)> = Vec::new();
+        let mut groups: Vec<(String, Vec<Item<'_>>)> = Vec::new();
         for m in messages {
             let parsed = serde_json::from_str::<Delivery>(&m.body);
             let group = parsed.as_ref().map(Delivery::group).unwrap_or_default();
@@ -248,7 +251,7 @@ impl Notifier {
     async fn run_group(
         &self,
         dead: &dyn DeadLetters,
-        items: &[(&Incoming, Option<Delivery>)],
+        items: &[Item<'_>],
     ) -> BatchReport {
         let mut report = BatchReport::default();
         let mut held: Option<Duration> = None;
