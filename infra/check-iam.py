@@ -44,8 +44,12 @@ ALLOWED = {
     # functions/align: Notion budget, per-buyer leases (claim and release), parks in its DLQ
     # and defers to its own queue.
     "align": LOGS | SECRETS | KMS | CONSUME | RATE | {"dynamodb:DeleteItem", "sqs:SendMessage"},
-    # functions/expire: reconciles due buyers through the ledger and SCIM.
-    "expire": LOGS | SECRETS | KMS | LEDGER | RATE,
+    # functions/expire: reconciles due buyers through the ledger and SCIM; queues the
+    # outbound events a change produces.
+    "expire": LOGS | SECRETS | KMS | LEDGER | RATE | {"sqs:SendMessage"},
+    # functions/notify: delivers outbound events; the disabled-endpoint items and history
+    # (GetItem, PutItem), parks in its DLQ.
+    "notify": LOGS | SECRETS | KMS | CONSUME | {"dynamodb:GetItem", "dynamodb:PutItem", "sqs:SendMessage"},
 }
 
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use yaml_rust2::{Yaml, YamlLoader};
 
 /// The values of the `Function` dimension: the short stage names, on AWS as locally.
-const STAGES: [&str; 4] = ["ingest", "provision", "align", "expire"];
+const STAGES: [&str; 5] = ["ingest", "provision", "align", "expire", "notify"];
 /// The values of the `Reason` dimension of `WebhooksRejected`.
 const REASONS: [&str; 4] = ["signature", "stale", "malformed", "too_large"];
 /// AWS metrics the dashboard and alarms may name, with the dimension each is read by.
@@ -559,7 +559,7 @@ fn the_dashboard_shows_access_latency_failures_and_every_function() {
         .filter_map(|(_, q)| q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"].as_str())
         .map(|arn| arn.trim_end_matches(".Arn").to_owned())
         .collect();
-    assert_eq!(dead_letter.len(), 2, "{dead_letter:?}");
+    assert_eq!(dead_letter.len(), 3, "{dead_letter:?}");
     let shown: BTreeSet<String> = metrics
         .iter()
         .filter(|m| m.name == "ApproximateNumberOfMessagesVisible")

@@ -134,11 +134,15 @@ impl SqsDeadLetterAdmin {
                 p.acquire().await;
             }
             if send_back {
+                // The notify queue is FIFO: a delivery goes back into its group.
+                let fifo = crate::outbound::fifo_ids(&self.source_url, &m.body);
                 let sent = self
                     .client
                     .send_message()
                     .queue_url(&self.source_url)
                     .message_body(&m.body)
+                    .set_message_group_id(fifo.as_ref().map(|f| f.0.clone()))
+                    .set_message_deduplication_id(fifo.map(|f| f.1))
                     .send()
                     .await;
                 if let Err(e) = sent {

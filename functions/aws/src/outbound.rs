@@ -54,6 +54,20 @@ impl DeliveryQueue for SqsDeliveryQueue {
     }
 }
 
+/// The message group and deduplication id a send to `queue_url` needs when it is a FIFO queue
+/// (the notify queue and its dead-letter queue): a delivery's own group, so a replayed
+/// delivery rejoins its buyer's order, and a fresh deduplication id, so a park or a replay is
+/// never taken for a duplicate. `None` for a standard queue.
+pub fn fifo_ids(queue_url: &str, body: &str) -> Option<(String, String)> {
+    if !queue_url.ends_with(".fifo") {
+        return None;
+    }
+    let group = serde_json::from_str::<Delivery>(body)
+        .map(|d| d.group())
+        .unwrap_or_else(|_| "unreadable".to_owned());
+    Some((group, uuid::Uuid::new_v4().simple().to_string()))
+}
+
 /// Disabled endpoints in the enroll table.
 #[derive(Debug, Clone)]
 pub struct DynamoEndpoints {

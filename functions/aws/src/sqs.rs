@@ -101,11 +101,14 @@ impl DeadLetters for SqsDeadLetters {
             (ATTR_SOURCE, Some(self.source.as_str())),
             (ATTR_PARKED_AT, Some(parked_at.as_str())),
         ];
+        let fifo = crate::outbound::fifo_ids(&self.dlq_url, body);
         let mut request = self
             .client
             .send_message()
             .queue_url(&self.dlq_url)
-            .message_body(body);
+            .message_body(body)
+            .set_message_group_id(fifo.as_ref().map(|f| f.0.clone()))
+            .set_message_deduplication_id(fifo.map(|f| f.1));
         // SQS refuses an attribute with an empty value.
         for (name, value) in attributes {
             if let Some(v) = value.filter(|v| !v.is_empty()) {
