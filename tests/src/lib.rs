@@ -6,4 +6,5 @@ pub mod lambda_watch;
 pub mod local_server;
 pub mod log_capture;
 pub mod moto;
+pub mod outbound_receiver;
 pub mod scim_server;

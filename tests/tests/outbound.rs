@@ -12,88 +12,14 @@ use enroll_core::timings::Timings;
 use enroll_embedded::runtime::{Options, Runtime};
 use enroll_platforms::Sample;
 use enroll_tests::enroll_bin::{scratch_dir, Dev};
-use enroll_tests::lambda_watch::{venv_bin, workspace_root};
+use enroll_tests::outbound_receiver::Receiver;
 use serde_json::Value;
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const PRODUCT: &str = "price_1FormulaFundamentals";
 const GROUP: &str = "Formula Fundamentals 2.0";
-
-/// The Python receiver, killed when dropped.
-struct Receiver {
-    child: Child,
-    port: u16,
-    record: PathBuf,
-}
-
-impl Receiver {
-    /// Answers `answers` in turn (then 200 for every later attempt).
-    fn start(dir: &Path, answers: &str) -> Result<Self> {
-        let python = venv_bin().join("python");
-        let record = dir.join(format!("received-{}.jsonl", uuid::Uuid::new_v4().simple()));
-        let mut child = Command::new(&python)
-            .arg(workspace_root().join("tests/outbound_receiver.py"))
-            .args(["--secret", SECRET, "--answers", answers, "--record"])
-            .arg(&record)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {} (run bash tests/tools.sh)", python.display()))?;
-        let mut first = String::new();
-        std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut first)?;
-        let port: Value = serde_json::from_str(first.trim())
-            .with_context(|| format!("the receiver did not start: {first:?}"))?;
-        let port = port["port"].as_u64().context("no port")? as u16;
-        Ok(Self {
-            child,
-            port,
-            record,
-        })
-    }
-
-    /// Every attempt so far, oldest first.
-    fn attempts(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.record)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// Waits until `done` holds for the attempts, up to a generous deadline.
-    async fn wait_for(&self, what: &str, done: impl Fn(&[Value]) -> bool) -> Result<Vec<Value>> {
-        let until = Instant::now() + Duration::from_secs(240);
-        loop {
-            let got = self.attempts();
-            if done(&got) {
-                return Ok(got);
-            }
-            anyhow::ensure!(Instant::now() < until, "never {what}: {got:#?}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    fn config_text(&self) -> String {
-        let example =
-            std::fs::read_to_string(workspace_root().join("infra/enroll.example.toml")).unwrap();
-        format!(
-            "{example}\n[[outbound]]\nurl = \"http://127.0.0.1:{}/hooks/enroll\"\nsecret = \"{SECRET}\"\nevents = [\"access.granted\", \"access.changed\", \"access.revoked\", \"access.expired\"]\n",
-            self.port
-        )
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn of_type<'a>(attempts: &'a [Value], t: &str) -> Vec<&'a Value> {
     attempts.iter().filter(|a| a["body"]["type"] == t).collect()
