@@ -56,7 +56,12 @@ fn delivery(email: &str, endpoint: &str) -> Result<Delivery> {
 async fn fifo_pair(sqs: &aws_sdk_sqs::Client) -> Result<(String, String, String)> {
     let name = moto::unique("enroll-notify");
     let fifo = (QueueAttributeName::FifoQueue, "true".to_owned());
-    let dlq = moto::create_queue(sqs, &format!("{name}-dlq.fifo"), &[fifo.clone()]).await?;
+    let dlq = moto::create_queue(
+        sqs,
+        &format!("{name}-dlq.fifo"),
+        std::slice::from_ref(&fifo),
+    )
+    .await?;
     let dlq_arn = sqs
         .get_queue_attributes()
         .queue_url(&dlq)
