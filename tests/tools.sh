@@ -26,3 +26,15 @@ ensure_venv() {
 # SAM CLI pins its own boto3, so it gets a venv of its own.
 ensure_venv .venv $TOOLS
 ensure_venv .venv-sam $SAM
+
+# Headless Chromium and its WebDriver for the console's browser tests
+# (tests/tests/console_browser.rs), from Debian; the package index is refreshed only when the
+# install fails without it.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    echo "installing chromium and chromium-driver"
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+    $SUDO apt-get install -y --no-install-recommends chromium chromium-driver \
+        || { $SUDO apt-get update && $SUDO apt-get install -y --no-install-recommends chromium chromium-driver; }
+fi
