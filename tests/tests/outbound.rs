@@ -465,3 +465,59 @@ async fn an_event_whose_enqueue_failed_after_scim_is_sent_on_the_retry_once() ->
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_dev_outbound_echo_verifies_and_prints_each_event() -> Result<()> {
+    let dir = scratch_dir("outbound-echo");
+    let out_path = dir.join("stdout.txt");
+    let data = dir.join("data");
+    let mut child = enroll_tests::enroll_bin::simulated(&[
+        "dev",
+        "--port",
+        "0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--expire-every-secs",
+        "3600",
+        "--outbound-echo",
+    ])?
+    .stdout(std::fs::File::create(&out_path)?)
+    .stderr(std::process::Stdio::null())
+    .spawn()?;
+    let until = Instant::now() + Duration::from_secs(120);
+    let record = loop {
+        if let Some(r) = enroll_embedded::admin::read_dev_record(&data) {
+            break r;
+        }
+        anyhow::ensure!(Instant::now() < until, "enroll dev did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let config = enroll_embedded::config_file::load(None)?;
+    let buyer = "gil.echo@example.com";
+    let result = async {
+        post(
+            &config,
+            &record.webhook_url,
+            &sample(EventKind::Purchase, buyer, "ord_echo"),
+        )
+        .await?;
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("access.granted")) {
+                return Ok::<_, anyhow::Error>((text.clone(), line.to_owned()));
+            }
+            anyhow::ensure!(Instant::now() < until, "no event printed: {text}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (text, line) = result?;
+    assert!(line.contains("verified"), "{line}");
+    assert!(line.contains(GROUP), "{line}");
+    assert!(!text.contains(buyer), "the address is masked: {text}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -17,6 +17,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// The local receiver of `enroll dev --outbound-echo`.
+pub use notify::echo;
+
 /// The attribute holding a delivery's ordering group.
 pub const ATTR_GROUP: &str = "group";
 /// The journal table of disabled endpoints.

@@ -27,6 +27,10 @@ pub struct DevArgs {
     /// How often the expiry pass runs.
     #[arg(long, default_value_t = 60)]
     expire_every_secs: u64,
+    /// Also send every outbound event to a local receiver that verifies its signature and
+    /// prints it (an extra `[[outbound]]` endpoint with a fresh secret).
+    #[arg(long)]
+    outbound_echo: bool,
 }
 
 #[derive(Debug, Args)]
@@ -71,8 +75,19 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         admin_port,
         data_dir,
         expire_every_secs: expire_every,
+        outbound_echo,
     } = args;
-    let cfg = config_file::load(config.as_deref())?;
+    let mut cfg = config_file::load(config.as_deref())?;
+    let _echo = if outbound_echo {
+        use enroll_embedded::outbound::echo;
+        let secret = echo::new_secret();
+        let (addr, task) = echo::serve(([127, 0, 0, 1], 0).into(), secret.clone()).await?;
+        cfg.outbound.push(echo::endpoint(addr, &secret));
+        println!("outbound echo at http://{addr}: each event is verified and printed here");
+        Some(task)
+    } else {
+        None
+    };
     let token = admin::admin_token(&data_dir)?;
     let rt = Runtime::start(Options {
         config: cfg,
