@@ -140,11 +140,11 @@ async fn browser(driver: &str, profile: &Path) -> Result<Client> {
             ],
         }),
     );
-    Ok(ClientBuilder::rustls()?
+    ClientBuilder::rustls()?
         .capabilities(caps)
         .connect(driver)
         .await
-        .context("opening a Chromium session")?)
+        .context("opening a Chromium session")
 }
 
 /// Starts `enroll console` on the data directory and reads the address it prints.
