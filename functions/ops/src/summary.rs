@@ -351,7 +351,13 @@ mod tests {
             .collect::<Vec<_>>();
         assert_eq!(
             lambda,
-            ["shop-ingest", "shop-provision", "shop-align", "shop-expire"]
+            [
+                "shop-ingest",
+                "shop-provision",
+                "shop-align",
+                "shop-expire",
+                "shop-notify"
+            ]
         );
     }
 }
