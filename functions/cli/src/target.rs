@@ -409,7 +409,9 @@ impl Aws {
             .filter(|s| queue.is_none_or(|q| q == **s))
             // A stack from before outbound events has no notify queue: only a request naming
             // it needs one.
-            .filter(|s| queue.is_some() || **s != QueueStage::Notify || self.res.queues(**s).1.is_some())
+            .filter(|s| {
+                queue.is_some() || **s != QueueStage::Notify || self.res.queues(**s).1.is_some()
+            })
             .map(|&stage| {
                 let (source, dlq) = self.res.queues(stage);
                 let missing = |what: &str| {
