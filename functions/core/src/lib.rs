@@ -39,6 +39,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod ports;
 pub mod redact;
+pub mod tenant;
 pub mod timings;
 
 pub use error::{Cause, ErrorClass, Failure};

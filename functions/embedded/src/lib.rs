@@ -17,6 +17,8 @@
 //! - [`status`]: one buyer's grants, Notion user id, Groups, sales record, parked events and
 //!   history, from the runtime or its data directory.
 //! - [`seed`]: a simulated workspace that matches a configuration (its Groups and database).
+//! - [`tenants`]: several sellers in one process (`enroll dev --tenants DIR`), one runtime
+//!   each, behind one webhook listener that routes `/t/{tenant}/webhooks/{platform}`.
 //! - [`config_file`]: loading the configuration file (the example in `infra/` by default).
 
 pub mod admin;
@@ -31,6 +33,7 @@ pub mod seed;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod tenants;
 
 use enroll_notion::rate::TokenBucket;
 

@@ -89,7 +89,7 @@ async fn webhook(
     handle_webhook(&rt.ingest, method, uri, headers, body).await
 }
 
-async fn handle_webhook(
+pub(crate) async fn handle_webhook(
     ingest: &Ingest,
     method: Method,
     uri: Uri,

@@ -12,8 +12,12 @@ use std::time::Duration;
 #[derive(Debug, Args)]
 pub struct DevArgs {
     /// The configuration file; the commented example in infra/ when left out.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tenants")]
     config: Option<PathBuf>,
+    /// Several sellers: a directory of `<tenant>.toml` files, one per seller; webhooks then go
+    /// to /t/{tenant}/webhooks/{platform} and each tenant's data to <data-dir>/tenants/<name>/.
+    #[arg(long)]
+    tenants: Option<PathBuf>,
     /// The webhook port (the one a tunnel exposes); it serves webhooks only.
     #[arg(long, default_value_t = 8787)]
     port: u16,
@@ -76,7 +80,28 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         data_dir,
         expire_every_secs: expire_every,
         outbound_echo,
+        tenants,
     } = args;
+    if let Some(tenants_dir) = tenants {
+        anyhow::ensure!(
+            admin_port == 0 && !outbound_echo,
+            "--tenants gives each tenant an admin listener on a free port and takes no --admin-port or --outbound-echo"
+        );
+        let mut terminate = terminate_signal()?;
+        let opts = enroll_embedded::tenants::DevTenants {
+            tenants_dir,
+            data_dir,
+            port,
+            expire_every: Duration::from_secs(expire_every),
+        };
+        return enroll_embedded::tenants::run_dev(opts, async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await;
+    }
     let mut cfg = config_file::load(config.as_deref())?;
     let _echo = if outbound_echo {
         use enroll_embedded::outbound::echo;
