@@ -246,6 +246,27 @@ async fn enroll_dev_with_two_tenants_keeps_each_sellers_buyers_secrets_and_event
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
+        // `--tenant` picks a tenant's data for the operator commands.
+        let ann_id = sim_a.user_by_email("ann@a.example").context("ann")?.id;
+        let status_in = |tenant: &str| -> Result<String> {
+            let out = simulated(&[
+                "status",
+                "ann@a.example",
+                "--json",
+                "--data-dir",
+                data.to_str().context("utf-8")?,
+                "--tenant",
+                tenant,
+            ])?
+            .output()?;
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let (in_a, in_b) = tokio::task::block_in_place(|| -> Result<_> {
+            Ok((status_in("seller-a")?, status_in("seller-b")?))
+        })?;
+        assert!(in_a.contains(&ann_id), "status --tenant seller-a: {in_a}");
+        assert!(!in_b.contains(&ann_id), "status --tenant seller-b: {in_b}");
+
         assert!(
             sim_b.user_by_email("ann@a.example").is_none(),
             "A's buyer reached B"

@@ -70,6 +70,11 @@ pub struct TargetArgs {
     /// The embedded default's data directory.
     #[arg(long, default_value = ".enroll")]
     pub data_dir: PathBuf,
+    /// A tenant of `enroll dev --tenants DIR`: act on its data, `<data-dir>/tenants/<name>/`
+    /// (and its running admin listener). Pass its `<name>.toml` as `--config` where a command
+    /// reads the catalog without `enroll dev` running.
+    #[arg(long, value_parser = parse_tenant)]
+    pub tenant: Option<enroll_core::tenant::TenantId>,
     /// The admin address of a running `enroll dev`, which owns the data directory while it
     /// runs; by default the one it recorded in the data directory (`dev.json`).
     #[arg(long)]
@@ -157,7 +162,21 @@ impl AwsResources {
     }
 }
 
+/// A `--tenant` value: a tenant name (lowercase letters, digits and hyphens).
+fn parse_tenant(raw: &str) -> Result<enroll_core::tenant::TenantId, String> {
+    enroll_core::tenant::TenantId::parse(raw).map_err(|e| e.to_string())
+}
+
 impl TargetArgs {
+    /// These flags with the data directory narrowed to `--tenant`'s, when one is given.
+    pub fn scoped(&self) -> Self {
+        let mut args = self.clone();
+        if let Some(t) = args.tenant.take() {
+            args.data_dir = enroll_embedded::tenants::tenant_dir(&args.data_dir, &t);
+        }
+        args
+    }
+
     fn names_aws(&self) -> bool {
         [
             &self.stack,
@@ -182,15 +201,16 @@ impl TargetArgs {
     /// a stack its outputs are read once.
     pub async fn resolve(&self) -> anyhow::Result<LocalTarget> {
         if !self.names_aws() {
+            let args = self.scoped();
             return Ok(
-                match running_dev(&self.data_dir, self.url.as_deref()).await? {
-                    Some(dev) => LocalTarget::Dev {
-                        dev,
-                        args: self.clone(),
-                    },
-                    None => LocalTarget::DataDir { args: self.clone() },
+                match running_dev(&args.data_dir, args.url.as_deref()).await? {
+                    Some(dev) => LocalTarget::Dev { dev, args },
+                    None => LocalTarget::DataDir { args },
                 },
             );
+        }
+        if let Some(t) = &self.tenant {
+            bail!("--tenant {t} acts on a local enroll dev --tenants only; a stack's tenants are not built yet");
         }
         let sdk = enroll_aws::sdk_config().await;
         let from_stack = match &self.stack {
