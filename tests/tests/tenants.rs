@@ -275,6 +275,54 @@ async fn enroll_dev_with_two_tenants_keeps_each_sellers_buyers_secrets_and_event
             sim_a.user_by_email("bob@b.example").is_none(),
             "B's buyer reached A"
         );
+        // `enroll tenant remove` refuses while a tenant's buyers have access; --force removes.
+        let tenant_cmd = |extra: &[&str]| -> Result<std::process::Output> {
+            let mut args = vec![
+                "tenant",
+                "--tenants",
+                tenants_dir.to_str().context("utf-8")?,
+                "--data-dir",
+                data.to_str().context("utf-8")?,
+            ];
+            args.extend_from_slice(extra);
+            Ok(simulated(&args)?.output()?)
+        };
+        tokio::task::block_in_place(|| -> Result<()> {
+            let listed = tenant_cmd(&["list"])?;
+            let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+            assert!(
+                listed.contains("seller-a") && listed.contains("seller-b"),
+                "{listed}"
+            );
+            assert!(!tenant_cmd(&["remove", "seller-a"])?.status.success());
+            assert!(tenants_dir.join("seller-a.toml").exists());
+            assert!(tenant_cmd(&["remove", "seller-a", "--force"])?
+                .status
+                .success());
+            assert!(!tenants_dir.join("seller-a.toml").exists());
+            let example =
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/enroll.example.toml");
+            let added = tenant_cmd(&[
+                "add",
+                "seller-c",
+                "--config",
+                example.to_str().context("utf-8")?,
+            ])?;
+            assert!(
+                added.status.success(),
+                "{}",
+                String::from_utf8_lossy(&added.stderr)
+            );
+            assert!(!tenant_cmd(&[
+                "add",
+                "Bad_Name",
+                "--config",
+                example.to_str().context("utf-8")?
+            ])?
+            .status
+            .success());
+            Ok(())
+        })?;
         assert!(sim_a.user_by_email("eve@a.example").is_none());
         assert!(sim_b.user_by_email("eve@a.example").is_none());
         Ok(())

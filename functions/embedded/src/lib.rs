@@ -19,6 +19,7 @@
 //! - [`seed`]: a simulated workspace that matches a configuration (its Groups and database).
 //! - [`tenants`]: several sellers in one process (`enroll dev --tenants DIR`), one runtime
 //!   each, behind one webhook listener that routes `/t/{tenant}/webhooks/{platform}`.
+//!   [`tenant_files`] manages that directory (`enroll tenant add | list | remove`).
 //! - [`config_file`]: loading the configuration file (the example in `infra/` by default).
 
 pub mod admin;
@@ -33,6 +34,7 @@ pub mod seed;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod tenant_files;
 pub mod tenants;
 
 use enroll_notion::rate::TokenBucket;

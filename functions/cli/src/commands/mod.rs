@@ -7,3 +7,4 @@ pub mod dev;
 pub mod doctor;
 pub mod lab;
 pub mod ops;
+pub mod tenant;
