@@ -2,7 +2,7 @@
 //! and the two rate budgets against Notion's documented limits.
 
 use super::Check;
-use enroll_core::config::{Config, RateLimit};
+use enroll_core::config::{AuthScheme, Config, RateLimit};
 use enroll_core::ids::Platform;
 use std::collections::BTreeSet;
 
@@ -29,7 +29,7 @@ pub(super) fn platforms(config: &Config) -> Vec<Check> {
                     format!(
                         "copy the signing secret from {p} into [platforms.{p}] secrets, or set \
                          ENROLL_{}_SECRETS (on AWS: platforms.{p} in the stack's secret)",
-                        p.as_str().to_uppercase()
+                        env_name(*p)
                     ),
                 ),
                 1 => Check::pass(name, "1 secret"),
@@ -51,7 +51,7 @@ pub(super) fn platforms(config: &Config) -> Vec<Check> {
                 format!(
                     "add [platforms.{p}] with its signing secret, or set ENROLL_{}_SECRETS, if \
                      you sell on {p}",
-                    p.as_str().to_uppercase()
+                    env_name(p)
                 ),
             ));
         }
@@ -59,19 +59,36 @@ pub(super) fn platforms(config: &Config) -> Vec<Check> {
     out
 }
 
+/// The `<NAME>` of `ENROLL_<NAME>_SECRETS`: a mapped name's hyphens become underscores.
+fn env_name(p: Platform) -> String {
+    p.as_str().to_uppercase().replace('-', "_")
+}
+
 /// The URL to register on each configured platform. Informational: always passes.
 pub(super) fn webhooks(config: &Config, webhook_base: Option<&str>) -> Vec<Check> {
     let base = webhook_base.map(|b| b.trim().trim_end_matches('/'));
     let mut out: Vec<Check> = config
         .platforms
-        .keys()
-        .map(|p| {
+        .iter()
+        .map(|(p, pc)| {
             let mut url = format!("{}/webhooks/{p}", base.unwrap_or(""));
             if *p == Platform::Gumroad {
                 // Gumroad signs nothing: the secret in the URL is the only proof.
                 url.push_str("?secret=<your secret>");
             }
-            Check::pass(format!("Webhook URL {p}"), url)
+            if !p.is_mapped() {
+                return Check::pass(format!("Webhook URL {p}"), url);
+            }
+            // A mapped platform is configured by hand, so the seller also sees the body its
+            // pointers describe, to compare with the platform's own test delivery.
+            if let Some(AuthScheme::Query(param)) = pc.auth.as_ref().and_then(|a| a.scheme().ok()) {
+                url.push_str(&format!("?{param}=<your secret>"));
+            }
+            let body = enroll_platforms::mapped::sample_body(pc);
+            Check::pass(
+                format!("Webhook URL {p}"),
+                format!("{url}\nsample purchase body:\n{body}"),
+            )
         })
         .collect();
     if base.is_none() && !out.is_empty() {
@@ -180,5 +197,59 @@ mod tests {
             "rate.api.requests_per_second",
         );
         assert!(bursty.warn && bursty.fix.unwrap().contains("rate.api.burst"));
+    }
+
+    #[test]
+    fn a_mapped_platform_shows_its_url_sample_body_and_env_name() {
+        let toml = r#"
+[notion]
+database_id = "db1"
+
+[[products]]
+id = "course"
+name = "Course"
+groups = [{ name = "Course" }]
+platform_ids = { home-made = ["offer_1"] }
+
+[platforms.home-made]
+kind = "mapped"
+body = "json"
+auth = { query = "key" }
+[platforms.home-made.fields]
+event_id = "/id"
+kind = "/event"
+email = "/buyer/email"
+product = "/offer/id"
+order = "/purchase/id"
+[platforms.home-made.kinds]
+"sale" = "purchase"
+"#;
+        let config = Config::from_toml(toml, |_| None).unwrap();
+        let urls = webhooks(&config, Some("https://hooks.example/"));
+        let line = urls
+            .iter()
+            .find(|c| c.name == "Webhook URL home-made")
+            .expect("a line for the mapped platform");
+        assert!(
+            line.detail
+                .starts_with("https://hooks.example/webhooks/home-made?key=<your secret>"),
+            "{line:?}"
+        );
+        assert!(line.detail.contains("\"buyer\""), "{line:?}");
+        assert!(line.detail.contains("\"buyer@example.com\""), "{line:?}");
+        // No secret configured: the fix names the variable a shell can actually set.
+        let secret = platforms(&config);
+        let missing = secret
+            .iter()
+            .find(|c| !c.ok)
+            .expect("no secret is a failure");
+        assert!(
+            missing
+                .fix
+                .as_deref()
+                .unwrap()
+                .contains("ENROLL_HOME_MADE_SECRETS"),
+            "{missing:?}"
+        );
     }
 }
