@@ -248,11 +248,7 @@ impl Notifier {
         report
     }
 
-    async fn run_group(
-        &self,
-        dead: &dyn DeadLetters,
-        items: &[Item<'_>],
-    ) -> BatchReport {
+    async fn run_group(&self, dead: &dyn DeadLetters, items: &[Item<'_>]) -> BatchReport {
         let mut report = BatchReport::default();
         let mut held: Option<Duration> = None;
         for (m, delivery) in items {
