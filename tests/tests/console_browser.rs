@@ -174,6 +174,22 @@ async fn body_text(browser: &Client) -> Result<String> {
     Ok(browser.find(Locator::Css("main")).await?.text().await?)
 }
 
+/// The page's text once it shows `marker`: a click or a submit returns when the browser has
+/// sent it, not always when the next page has loaded, so the old page may still be there.
+async fn text_showing(browser: &Client, marker: &str) -> Result<String> {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        // The old page's element can go stale while we read it: read again.
+        if let Ok(text) = body_text(browser).await {
+            if text.contains(marker) || Instant::now() >= end {
+                return Ok(text);
+            }
+        }
+        anyhow::ensure!(Instant::now() < end, "the page never showed {marker:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_lists_searches_and_replays_in_chromium() -> Result<()> {
     assert!(
@@ -333,7 +349,7 @@ async fn drive(browser: &Client, url: &str, base: &str, shots: &Path) -> Result<
     let search = browser.form(Locator::Css("form.search")).await?;
     search.set(Locator::Css("#q"), "grace@example.com").await?;
     search.submit().await?;
-    let text = body_text(browser).await?;
+    let text = text_showing(browser, "grace@example.com").await?;
     shot(browser, shots, "2-search").await?;
     assert!(text.contains("grace@example.com"), "{text}");
     assert!(text.contains("Notion Mastery"), "{text}");
@@ -345,7 +361,7 @@ async fn drive(browser: &Client, url: &str, base: &str, shots: &Path) -> Result<
         .await?
         .click()
         .await?;
-    let text = body_text(browser).await?;
+    let text = text_showing(browser, "History").await?;
     shot(browser, shots, "3-buyer").await?;
     assert!(text.contains("History"), "{text}");
     assert!(text.contains("received and verified"), "{text}");
@@ -365,7 +381,7 @@ async fn drive(browser: &Client, url: &str, base: &str, shots: &Path) -> Result<
         .await?
         .click()
         .await?;
-    let text = body_text(browser).await?;
+    let text = text_showing(browser, "Dry run").await?;
     shot(browser, shots, "5-replay-preview").await?;
     assert!(text.contains("Dry run"), "{text}");
     assert!(text.contains("would be replayed (1)"), "{text}");
@@ -374,7 +390,7 @@ async fn drive(browser: &Client, url: &str, base: &str, shots: &Path) -> Result<
         .await?
         .click()
         .await?;
-    let text = body_text(browser).await?;
+    let text = text_showing(browser, "Replayed").await?;
     shot(browser, shots, "6-replayed").await?;
     assert!(text.contains("Replayed 1 message(s)."), "{text}");
 
