@@ -1,5 +1,6 @@
 //! End-to-end tests.
 
+pub mod console;
 pub mod emf;
 pub mod enroll_bin;
 pub mod lambda_watch;

@@ -8,19 +8,8 @@
 use anyhow::{Context, Result};
 use enroll_aws::SqsDeadLetters;
 use enroll_core::ports::{DeadLetters, ParkedReason};
+use enroll_tests::console::Console;
 use enroll_tests::{enroll_bin, moto};
-use std::io::BufRead;
-use std::process::{Child, Stdio};
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn depth(client: &aws_sdk_sqs::Client, url: &str) -> Result<usize> {
     let attrs = client
@@ -54,7 +43,7 @@ async fn the_console_lists_and_replays_dead_letters_on_aws() -> Result<()> {
         )
         .await?;
 
-    let mut child = enroll_bin::simulated(&[
+    let mut cmd = enroll_bin::simulated(&[
         "console",
         "--table",
         &table,
@@ -66,29 +55,13 @@ async fn the_console_lists_and_replays_dead_letters_on_aws() -> Result<()> {
         &align.url,
         "--align-dlq-url",
         &align.dlq_url,
-    ])?
-    .env("AWS_ENDPOINT_URL", moto::endpoint())
-    .env("AWS_ACCESS_KEY_ID", "test")
-    .env("AWS_SECRET_ACCESS_KEY", "test")
-    .env("AWS_REGION", "us-east-1")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .context("starting enroll console")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let _guard = Killed(child);
-    let line = tokio::task::spawn_blocking(move || -> Result<String> {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        Ok(line)
-    })
-    .await??;
-    let url = line
-        .trim()
-        .strip_prefix("console: ")
-        .with_context(|| format!("enroll console printed {line:?}"))?
-        .to_owned();
-    let base = url.split("/?token=").next().unwrap().to_owned();
+    ])?;
+    cmd.env("AWS_ENDPOINT_URL", moto::endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1");
+    let console = tokio::task::spawn_blocking(move || Console::start(cmd)).await??;
+    let base = console.base.clone();
 
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -101,17 +74,7 @@ async fn the_console_lists_and_replays_dead_letters_on_aws() -> Result<()> {
         401,
         "no token, no page"
     );
-    let opened = http.get(&url).send().await?;
-    assert_eq!(opened.status(), 303);
-    let cookie = opened
-        .headers()
-        .get("set-cookie")
-        .context("no session cookie")?
-        .to_str()?
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = console.session(&http).await?;
     let get = |path: &str| {
         http.get(format!("{base}{path}"))
             .header("cookie", &cookie)

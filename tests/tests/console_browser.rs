@@ -12,12 +12,12 @@ use anyhow::{Context, Result};
 use enroll_core::config::Secret;
 use enroll_embedded::admin_client::DevAdmin;
 use enroll_embedded::status::StatusReport;
+use enroll_tests::console::{Console, Killed};
 use enroll_tests::enroll_bin::{self, Dev};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -26,16 +26,6 @@ const NM_PRICE: &str = "price_1NotionMasteryYear";
 /// Its Group is left out of the simulated workspace, so its purchase is parked.
 const FF_PRICE: &str = "price_1FormulaFundamentals";
 const FF_GROUP: &str = "Formula Fundamentals 2.0";
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn buy(dev: &Dev, n: usize, email: &str, price: &str) -> Result<()> {
     let url = format!("{}/webhooks/stripe", dev.record.webhook_url);
@@ -147,29 +137,6 @@ async fn browser(driver: &str, profile: &Path) -> Result<Client> {
         .context("opening a Chromium session")
 }
 
-/// Starts `enroll console` on the data directory and reads the address it prints.
-fn console(dir: &Path) -> Result<(Killed, String)> {
-    let mut child = enroll_bin::simulated(&["console", "--data-dir", dir.to_str().unwrap()])?
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting enroll console")?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let guard = Killed(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("console: ")
-        .with_context(|| format!("enroll console printed {line:?}"))?
-        .to_owned();
-    anyhow::ensure!(
-        url.starts_with("http://127.0.0.1:") && url.contains("/?token="),
-        "{url}"
-    );
-    Ok((guard, url))
-}
-
 async fn body_text(browser: &Client) -> Result<String> {
     Ok(browser.find(Locator::Css("main")).await?.text().await?)
 }
@@ -241,8 +208,15 @@ async fn the_console_lists_searches_and_replays_in_chromium() -> Result<()> {
     .await?;
 
     let d = dir.clone();
-    let (_console, url) = tokio::task::spawn_blocking(move || console(&d)).await??;
-    let base = url.split("/?token=").next().unwrap().to_owned();
+    let console = tokio::task::spawn_blocking(move || {
+        Console::start(enroll_bin::simulated(&[
+            "console",
+            "--data-dir",
+            d.to_str().unwrap(),
+        ])?)
+    })
+    .await??;
+    let (url, base) = (console.url.clone(), console.base.clone());
 
     // Without the token, or with a wrong one: 401.
     let http = reqwest::Client::builder()
@@ -262,17 +236,7 @@ async fn the_console_lists_searches_and_replays_in_chromium() -> Result<()> {
     result?;
 
     // A POST needs the CSRF value and this console's origin.
-    let opened = http.get(&url).send().await?;
-    assert_eq!(opened.status(), 303);
-    let cookie = opened
-        .headers()
-        .get("set-cookie")
-        .context("no session cookie")?
-        .to_str()?
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = console.session(&http).await?;
     let page = http
         .get(format!("{base}/dead-letters"))
         .header("cookie", &cookie)
