@@ -26,6 +26,7 @@ use enroll_core::idempotency::{Claim, IdempotencyRecord, KEEP_COMPLETED};
 use enroll_core::ids::{BuyerEmail, NotionUserId, OrderKey};
 use enroll_core::ledger::{BuyerRecord, OrderRecord};
 use enroll_core::ports::{IdempotencyStore, LedgerScan, LedgerStore};
+use enroll_core::tenant::TenantId;
 use enroll_core::Failure;
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
@@ -40,6 +41,9 @@ const UNPROCESSED_FIRST_WAIT: Duration = Duration::from_millis(50);
 /// Lets a claim replace a record that is missing, expired (TTL deletes late, so expiry is checked
 /// here too) or in progress past its holder's deadline: `IdempotencyRecord::can_be_taken_over`
 /// as one condition.
+/// What every tenant's partition keys start with (`t#<name>#`); a single seller's never do.
+const TENANT_KEYS: &str = "t#";
+
 const CLAIM_CONDITION: &str = "attribute_not_exists(#pk) OR #expiration < :now \
      OR (#status = :inprogress AND #in_progress_expiration < :now_ms)";
 
@@ -48,18 +52,63 @@ const CLAIM_CONDITION: &str = "attribute_not_exists(#pk) OR #expiration < :now \
 pub struct DynamoStore {
     pub client: Client,
     pub table: String,
+    /// Whose records these are: every partition key (and the `due` index partition) starts
+    /// with this tenant's [`TenantId::key_prefix`], empty for a single seller.
+    tenant: TenantId,
 }
 
 impl DynamoStore {
+    /// The store of a single seller (no tenants): today's keys.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
             table: table.into(),
+            tenant: TenantId::default_tenant(),
         }
     }
 
-    fn key(pk: String, sk: &str) -> Item {
-        Item::from([(PK.to_owned(), s(pk)), (SK.to_owned(), s(sk))])
+    /// The same table, seen as `tenant`'s: its keys only, so the same platform event id,
+    /// buyer or order in two tenants are two items.
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    fn key(&self, pk: String, sk: &str) -> Item {
+        Item::from([
+            (PK.to_owned(), s(self.tenant.scope(&pk))),
+            (SK.to_owned(), s(sk)),
+        ])
+    }
+
+    /// An item as written: its partition key (and `due` partition) in this tenant.
+    fn scoped(&self, mut item: Item) -> Item {
+        if self.tenant.is_default() {
+            return item;
+        }
+        for attr in [PK, DUE_PK] {
+            if let Some(AttributeValue::S(v)) = item.get_mut(attr) {
+                *v = self.tenant.scope(v);
+            }
+        }
+        item
+    }
+
+    /// An item as read: the tenant's prefix taken off its partition key, so the record
+    /// mappings see today's keys.
+    fn unscoped(&self, item: &Item) -> Item {
+        let mut item = item.clone();
+        let prefix = self.tenant.key_prefix();
+        if let Some(AttributeValue::S(v)) = item.get_mut(PK) {
+            if let Some(rest) = v.strip_prefix(&prefix) {
+                *v = rest.to_owned();
+            }
+        }
+        item
     }
 
     /// A strongly consistent read: callers write back conditionally on what they read, and a
@@ -74,7 +123,10 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify("GetItem", e))?;
-        Ok(out.item().map(R::from_item).transpose()?)
+        Ok(out
+            .item()
+            .map(|i| R::from_item(&self.unscoped(i)))
+            .transpose()?)
     }
 
     /// Writes `next` (already carrying its new version) if the stored version is still
@@ -90,7 +142,7 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(next.to_item()?))
+            .set_item(Some(self.scoped(next.to_item()?)))
             .condition_expression(condition.expression)
             .set_expression_attribute_names(Some(condition.names))
             .set_expression_attribute_values(condition.values)
@@ -118,7 +170,7 @@ impl DynamoStore {
         let condition = VersionCondition::new(next.version - 1);
         let buyer = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(next.to_item()?))
+            .set_item(Some(self.scoped(next.to_item()?)))
             .condition_expression(condition.expression)
             .set_expression_attribute_names(Some(condition.names))
             .set_expression_attribute_values(condition.values)
@@ -130,7 +182,7 @@ impl DynamoStore {
         };
         let index = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(index.to_item()?))
+            .set_item(Some(self.scoped(index.to_item()?)))
             .build()
             .map_err(AwsError::from)?;
         let result = self
@@ -201,7 +253,7 @@ impl DynamoStore {
                 .map_err(|e| classify("BatchGetItem", e))?;
             if let Some(items) = out.responses.as_mut().and_then(|r| r.remove(&self.table)) {
                 for item in &items {
-                    found.push(OrderRecord::from_item(item)?);
+                    found.push(OrderRecord::from_item(&self.unscoped(item))?);
                 }
             }
             pending = out
@@ -227,19 +279,33 @@ impl DynamoStore {
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
         loop {
+            // A tenant reads its own prefix; a single seller everything without a tenant's.
+            let (filter, prefix) = if self.tenant.is_default() {
+                (
+                    "#sk = :sk AND NOT begins_with(#pk, :prefix)",
+                    TENANT_KEYS.to_owned(),
+                )
+            } else {
+                (
+                    "#sk = :sk AND begins_with(#pk, :prefix)",
+                    self.tenant.key_prefix(),
+                )
+            };
             let out = self
                 .client
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("#sk = :sk")
+                .filter_expression(filter)
                 .expression_attribute_names("#sk", SK)
+                .expression_attribute_names("#pk", PK)
                 .expression_attribute_values(":sk", s(sk))
+                .expression_attribute_values(":prefix", s(prefix))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| classify("Scan", e))?;
             for item in out.items() {
-                found.push(R::from_item(item)?);
+                found.push(R::from_item(&self.unscoped(item))?);
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -321,7 +387,7 @@ impl IdempotencyStore for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(record.to_item()?))
+            .set_item(Some(self.scoped(record.to_item()?)))
             .condition_expression(CLAIM_CONDITION)
             .expression_attribute_names("#pk", PK)
             .expression_attribute_names("#expiration", EXPIRATION)
@@ -344,7 +410,7 @@ impl IdempotencyStore for DynamoStore {
                 let existing = lost.item().ok_or_else(|| {
                     Failure::transient("claim lost but DynamoDB returned no existing record")
                 })?;
-                let existing = IdempotencyRecord::from_item(existing)?;
+                let existing = IdempotencyRecord::from_item(&self.unscoped(existing))?;
                 tracing::debug!(status = ?existing.status, "event key already claimed");
                 Ok(Claim::from_existing(existing))
             }
@@ -359,7 +425,7 @@ impl IdempotencyStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(idem_pk(key), SK_IDEM)))
+            .set_key(Some(self.key(idem_pk(key), SK_IDEM)))
             .update_expression("SET #status = :completed, #outcome = :outcome, #expiration = :exp")
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#status", STATUS)
@@ -393,7 +459,7 @@ impl IdempotencyStore for DynamoStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(Self::key(idem_pk(key), SK_IDEM)))
+            .set_key(Some(self.key(idem_pk(key), SK_IDEM)))
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", OWNER)
             .expression_attribute_values(":owner", s(owner))
@@ -425,7 +491,7 @@ impl LedgerScan for DynamoStore {
 impl LedgerStore for DynamoStore {
     #[tracing::instrument(skip_all, fields(order = %key), err)]
     async fn order(&self, key: &OrderKey) -> Result<Option<OrderRecord>, Failure> {
-        self.get(Self::key(order_pk(key), SK_ORDER)).await
+        self.get(self.key(order_pk(key), SK_ORDER)).await
     }
 
     #[tracing::instrument(skip_all, fields(count = keys.len()), err)]
@@ -437,7 +503,7 @@ impl LedgerStore for DynamoStore {
         for chunk in unique.chunks(BATCH_GET_MAX) {
             let items = chunk
                 .iter()
-                .map(|k| Self::key(order_pk(k), SK_ORDER))
+                .map(|k| self.key(order_pk(k), SK_ORDER))
                 .collect();
             for record in self.batch_get_orders(items).await? {
                 found.insert(record.order.clone(), record);
@@ -460,7 +526,7 @@ impl LedgerStore for DynamoStore {
 
     #[tracing::instrument(skip_all, fields(buyer = %email), err)]
     async fn buyer(&self, email: &BuyerEmail) -> Result<Option<BuyerRecord>, Failure> {
-        self.get(Self::key(buyer_pk(email), SK_BUYER)).await
+        self.get(self.key(buyer_pk(email), SK_BUYER)).await
     }
 
     #[tracing::instrument(skip_all, fields(buyer = %record.email, version = record.version), err)]
@@ -479,7 +545,7 @@ impl LedgerStore for DynamoStore {
 
     #[tracing::instrument(skip_all, fields(user = %user), err)]
     async fn buyer_by_user(&self, user: &NotionUserId) -> Result<Option<BuyerEmail>, Failure> {
-        let index: Option<UserIndex> = self.get(Self::key(user_pk(user), SK_USER)).await?;
+        let index: Option<UserIndex> = self.get(self.key(user_pk(user), SK_USER)).await?;
         Ok(index.map(|i| i.email))
     }
 
@@ -496,14 +562,14 @@ impl LedgerStore for DynamoStore {
                 .key_condition_expression("#due_pk = :due AND #due_at <= :now")
                 .expression_attribute_names("#due_pk", DUE_PK)
                 .expression_attribute_names("#due_at", DUE_AT)
-                .expression_attribute_values(":due", s(DUE_PARTITION))
+                .expression_attribute_values(":due", s(self.tenant.scope(DUE_PARTITION)))
                 .expression_attribute_values(":now", s(sortable_time(now)))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| classify("Query", e))?;
             for item in out.items() {
-                due.push(buyer_from_index_item(item)?);
+                due.push(buyer_from_index_item(&self.unscoped(item))?);
             }
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),

@@ -18,6 +18,7 @@ use chrono::Utc;
 use enroll_core::history::{self, HistoryEntry, DEFAULT_RETENTION_DAYS};
 use enroll_core::ids::BuyerEmail;
 use enroll_core::ports::HistoryLog;
+use enroll_core::tenant::TenantId;
 use enroll_core::Failure;
 
 /// The attribute holding an item's entries (S, a JSON array of `{at, stage, what}`).
@@ -30,6 +31,8 @@ pub struct DynamoHistory {
     pub table: String,
     /// Days an entry is kept (`[history] retention_days`).
     pub retention_days: u32,
+    /// Whose buyers: their partition keys start with the tenant's prefix.
+    pub tenant: TenantId,
 }
 
 impl DynamoHistory {
@@ -38,7 +41,14 @@ impl DynamoHistory {
             client,
             table: table.into(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            tenant: TenantId::default_tenant(),
         }
+    }
+
+    /// The histories of `tenant`'s buyers (see [`crate::DynamoStore::for_tenant`]).
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
     }
 
     pub fn with_retention(mut self, days: u32) -> Self {
@@ -53,7 +63,7 @@ impl DynamoHistory {
         let doc = serde_json::to_string(entries)
             .map_err(|e| AwsError::malformed("history entries", json_why(&e)))?;
         Ok(Item::from([
-            (PK.to_owned(), s(buyer_pk(buyer))),
+            (PK.to_owned(), s(self.tenant.scope(&buyer_pk(buyer)))),
             (
                 SK.to_owned(),
                 s(format!(
@@ -119,7 +129,7 @@ impl HistoryLog for DynamoHistory {
                 .key_condition_expression("#pk = :pk AND begins_with(#sk, :hist)")
                 .expression_attribute_names("#pk", PK)
                 .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(buyer_pk(buyer)))
+                .expression_attribute_values(":pk", s(self.tenant.scope(&buyer_pk(buyer))))
                 .expression_attribute_values(":hist", s(HISTORY_PREFIX))
                 .set_exclusive_start_key(start.take())
                 .send()

@@ -12,6 +12,8 @@
 //! - [`outbound`]: the notify FIFO queue ([`outbound::SqsDeliveryQueue`]) and the endpoints a
 //!   410 disabled ([`outbound::DynamoEndpoints`]).
 //! - [`secrets`]: [`load_secrets`], the tokens and signing secrets, once per cold start.
+//! - [`tenants`]: [`tenants::TenantRegistry`], each seller's configuration item and secret on a
+//!   deployment that serves several, and [`tenants::TenantCache`], what a function built for each.
 //! - [`error`]: [`AwsError`] and the one function that classifies SDK errors as transient or
 //!   permanent.
 //!
@@ -27,7 +29,13 @@
 //! | buyer history | `buyer#<email>` | `hist#<first entry's time, RFC 3339 UTC, nanoseconds>#<8 random hex>` | `entries` (S, JSON array of `{at, stage, what}`: one append, e.g. one event's entries), `expiration` (N, epoch s, TTL: the last entry's time plus `[history] retention_days`, default 400) |
 //! | identity index | `user#<Notion user id>` | `user` | `email` (S) |
 //! | disabled outbound endpoint | `outbound#<endpoint key>` | `outbound` | `doc` (S, JSON: endpoint, at, reason) |
+//! | tenant | `tenant#<name>` | `tenant` | `config` (S, TOML without secrets), `added_at`, `updated_at` (S): see [`tenants`] |
 //! | rate budget | `rate#<short sha256 of the token>` | `rate` | `next_at` (N, epoch µs: the first untaken point of the shared schedule), `blocked_until` (N, epoch µs) |
+//!
+//! A tenant's records (every row above but `tenant` and `rate`) have the same keys behind its
+//! prefix `t#<name>#` (`t#acme#buyer#<email>`, ...), and its `due_pk` is `t#<name>#due`; a
+//! single seller's keys are exactly the ones above. The rate budget is per token, as Notion's
+//! limit is, whoever holds the token.
 //!
 //! The global secondary index `due` (partition `due_pk`, sort `due_at`, keys only) is sparse: it
 //! holds exactly the buyers whose access changes at some moment, and `buyers_due` queries
@@ -53,6 +61,7 @@ pub mod rate;
 pub mod schema;
 pub mod secrets;
 pub mod sqs;
+pub mod tenants;
 
 pub use dynamo::DynamoStore;
 pub use error::AwsError;

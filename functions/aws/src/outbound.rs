@@ -13,6 +13,7 @@ use crate::schema::{PK, SK};
 use crate::AwsError;
 use async_trait::async_trait;
 use enroll_core::outbound::{Delivery, DeliveryQueue, DisabledEndpoint, EndpointRegistry};
+use enroll_core::tenant::{stamp_message, TenantId};
 use enroll_core::Failure;
 
 const SK_OUTBOUND: &str = "outbound";
@@ -23,6 +24,8 @@ const DOC: &str = "doc";
 pub struct SqsDeliveryQueue {
     pub client: aws_sdk_sqs::Client,
     pub url: String,
+    /// Stamped into every delivery: notify serves it with this tenant's endpoints.
+    pub tenant: TenantId,
 }
 
 impl SqsDeliveryQueue {
@@ -30,7 +33,14 @@ impl SqsDeliveryQueue {
         Self {
             client,
             url: url.into(),
+            tenant: TenantId::default_tenant(),
         }
+    }
+
+    /// The same queue, sending `tenant`'s deliveries.
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
     }
 }
 
@@ -40,13 +50,22 @@ impl DeliveryQueue for SqsDeliveryQueue {
     async fn send_delivery(&self, delivery: &Delivery) -> Result<(), Failure> {
         let body = serde_json::to_string(delivery)
             .map_err(|e| Failure::permanent(format!("delivery does not serialise: {e}")))?;
+        // Two tenants may have a buyer and an endpoint key in common: their deliveries must
+        // not deduplicate or queue behind each other.
+        let scoped = |id: String| {
+            if self.tenant.is_default() {
+                id
+            } else {
+                format!("{}:{id}", self.tenant.as_str())
+            }
+        };
         self.client
             .send_message()
             .queue_url(&self.url)
-            .message_body(body)
-            .message_group_id(delivery.group())
+            .message_body(stamp_message(&body, &self.tenant))
+            .message_group_id(scoped(delivery.group()))
             // A copy re-sent after a crash within SQS's five-minute window is dropped.
-            .message_deduplication_id(delivery.dedup_id())
+            .message_deduplication_id(scoped(delivery.dedup_id()))
             .send()
             .await
             .map_err(|e| classify("SendMessage", e))?;
@@ -73,6 +92,7 @@ pub fn fifo_ids(queue_url: &str, body: &str) -> Option<(String, String)> {
 pub struct DynamoEndpoints {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
+    pub tenant: TenantId,
 }
 
 impl DynamoEndpoints {
@@ -80,12 +100,19 @@ impl DynamoEndpoints {
         Self {
             client,
             table: table.into(),
+            tenant: TenantId::default_tenant(),
         }
     }
-}
 
-fn pk(endpoint: &str) -> String {
-    format!("outbound#{endpoint}")
+    /// `tenant`'s endpoints.
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    fn pk(&self, endpoint: &str) -> String {
+        self.tenant.scope(&format!("outbound#{endpoint}"))
+    }
 }
 
 #[async_trait]
@@ -95,7 +122,7 @@ impl EndpointRegistry for DynamoEndpoints {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(PK, s(pk(endpoint)))
+            .key(PK, s(self.pk(endpoint)))
             .key(SK, s(SK_OUTBOUND))
             .send()
             .await
@@ -119,7 +146,7 @@ impl EndpointRegistry for DynamoEndpoints {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item(PK, s(pk(&record.endpoint)))
+            .item(PK, s(self.pk(&record.endpoint)))
             .item(SK, s(SK_OUTBOUND))
             .item(DOC, s(doc))
             .send()

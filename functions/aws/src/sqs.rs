@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 /// Message attributes `park` writes; `enroll dlq list` reads them without parsing bodies.
 pub use enroll_core::dead_letters::{
-    ATTR_BUYER, ATTR_EVENT_KEY, ATTR_PARKED_AT, ATTR_REASON, ATTR_SOURCE,
+    ATTR_BUYER, ATTR_EVENT_KEY, ATTR_PARKED_AT, ATTR_REASON, ATTR_SOURCE, ATTR_TENANT,
 };
+use enroll_core::tenant::{stamp_message, TenantId};
 
 /// Reasons longer than this are cut: attributes count toward the 256 KiB message limit, and an
 /// operator reads the start of a reason anyway.
@@ -24,6 +25,8 @@ pub const MAX_REASON_CHARS: usize = 1_000;
 pub struct SqsQueue {
     pub client: Client,
     pub url: String,
+    /// Stamped into every message sent ([`stamp_message`]): the next stage serves this tenant.
+    pub tenant: TenantId,
 }
 
 impl SqsQueue {
@@ -31,7 +34,14 @@ impl SqsQueue {
         Self {
             client,
             url: url.into(),
+            tenant: TenantId::default_tenant(),
         }
+    }
+
+    /// The same queue, sending `tenant`'s messages.
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
     }
 }
 
@@ -42,7 +52,7 @@ impl Queue for SqsQueue {
         self.client
             .send_message()
             .queue_url(&self.url)
-            .message_body(body)
+            .message_body(stamp_message(body, &self.tenant))
             .send()
             .await
             .map_err(|e| classify("SendMessage", e))?;
@@ -58,6 +68,8 @@ pub struct SqsDeadLetters {
     pub dlq_url: String,
     /// The stage that parks: `provision` or `align`.
     pub source: String,
+    /// Whose messages: named in the `enroll.tenant` attribute (absent for a single seller).
+    pub tenant: TenantId,
 }
 
 impl SqsDeadLetters {
@@ -66,7 +78,14 @@ impl SqsDeadLetters {
             client,
             dlq_url: dlq_url.into(),
             source: source.into(),
+            tenant: TenantId::default_tenant(),
         }
+    }
+
+    /// The same queue, parking `tenant`'s messages.
+    pub fn for_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = tenant;
+        self
     }
 }
 
@@ -100,13 +119,14 @@ impl DeadLetters for SqsDeadLetters {
             (ATTR_BUYER, why.buyer.as_deref()),
             (ATTR_SOURCE, Some(self.source.as_str())),
             (ATTR_PARKED_AT, Some(parked_at.as_str())),
+            (ATTR_TENANT, Some(self.tenant.as_str())),
         ];
         let fifo = crate::outbound::fifo_ids(&self.dlq_url, body);
         let mut request = self
             .client
             .send_message()
             .queue_url(&self.dlq_url)
-            .message_body(body)
+            .message_body(stamp_message(body, &self.tenant))
             .set_message_group_id(fifo.as_ref().map(|f| f.0.clone()))
             .set_message_deduplication_id(fifo.map(|f| f.1));
         // SQS refuses an attribute with an empty value.

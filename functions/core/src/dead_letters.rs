@@ -26,6 +26,8 @@ pub const ATTR_BUYER: &str = "enroll.buyer";
 pub const ATTR_SOURCE: &str = "enroll.source";
 pub const ATTR_PARKED_AT: &str = "enroll.parked_at";
 pub const ATTR_RECEIVES: &str = "enroll.receives";
+/// The tenant whose message it is; absent for a single seller's.
+pub const ATTR_TENANT: &str = "enroll.tenant";
 
 /// Which stage's queues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

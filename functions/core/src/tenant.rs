@@ -123,6 +123,42 @@ pub fn split_tenant_path(path: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// The field a queue message names its tenant by. Messages of a single seller have none, so a
+/// message enqueued before tenants existed, or by a single-seller deployment, is the default
+/// tenant's.
+pub const MESSAGE_FIELD: &str = "tenant";
+
+/// The tenant a queue message (a JSON object) belongs to. A message that is not a JSON object,
+/// or names no tenant, is the default tenant's: the stage's own parsing then says what is
+/// wrong with it. A tenant name that is not one is an error.
+pub fn tenant_of_message(body: &str) -> Result<TenantId, InvalidId> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(default)]
+        tenant: Option<String>,
+    }
+    match serde_json::from_str::<Envelope>(body) {
+        Ok(Envelope { tenant: Some(t) }) => TenantId::try_from(t),
+        _ => Ok(TenantId::default_tenant()),
+    }
+}
+
+/// `body` (a JSON object) with `tenant` named in it; unchanged for the default tenant or when
+/// the body is not a JSON object. Stages add the field when they enqueue and read it with
+/// [`tenant_of_message`]; every message type ignores it otherwise.
+pub fn stamp_message(body: &str, tenant: &TenantId) -> String {
+    if tenant.is_default() {
+        return body.to_owned();
+    }
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert(MESSAGE_FIELD.into(), tenant.as_str().into());
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => body.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +202,21 @@ mod tests {
         );
         assert_eq!(split_tenant_path("/webhooks/stripe"), None);
         assert_eq!(split_tenant_path("/t/acme"), Some(("acme", "")));
+    }
+
+    #[test]
+    fn messages_carry_their_tenant() {
+        let a = TenantId::parse("acme").unwrap();
+        let body = r#"{"key":"stripe:evt_1","kind":"purchase"}"#;
+        let stamped = stamp_message(body, &a);
+        assert_eq!(tenant_of_message(&stamped).unwrap(), a);
+        // The default tenant's messages are today's, byte for byte.
+        assert_eq!(stamp_message(body, &TenantId::default_tenant()), body);
+        assert!(tenant_of_message(body).unwrap().is_default());
+        assert!(tenant_of_message("not json").unwrap().is_default());
+        assert!(tenant_of_message(r#"{"tenant":"Not/A/Name"}"#).is_err());
+        let v: serde_json::Value = serde_json::from_str(&stamped).unwrap();
+        assert_eq!(v["key"], "stripe:evt_1");
     }
 
     #[test]
