@@ -164,6 +164,7 @@ mod tests {
                     .build(),
             ),
             table: "t".into(),
+            tenant: TenantId::default_tenant(),
             retention_days: 10,
         };
         let ada = BuyerEmail::parse("ada@example.com").unwrap();

@@ -46,13 +46,16 @@ pub async fn with_metrics<F: Future>(stage: Function, invocation: F) -> F::Outpu
 
 /// Takes everything recorded since the last call and prints it to stdout as Embedded Metric
 /// Format lines, which CloudWatch Logs turns into metrics in the `Enroll` namespace, with the
-/// stage's name (`ingest`, ...) as the `Function` dimension, as the dashboard reads it. Whatever
+/// stage's name (`ingest`, ...) as the `Function` dimension, as the dashboard reads it, and a
+/// tenant's records (see [`metrics::for_tenant`]) also with its `Tenant` dimension. Whatever
 /// the log level: these are not log events. Stdout is held for all the lines and each is
 /// written whole, so no log line can land inside one.
 pub fn emit_metrics(stage: Function) {
-    let lines = metrics::global()
-        .take()
-        .emf_lines(stage, chrono::Utc::now().timestamp_millis());
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut lines = metrics::global().take().emf_lines(stage, now);
+    for (tenant, recorded) in metrics::global().take_tenants() {
+        lines.extend(recorded.tenant_emf_lines(stage, &tenant, now));
+    }
     if lines.is_empty() {
         return;
     }

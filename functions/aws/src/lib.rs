@@ -29,7 +29,7 @@
 //! | buyer history | `buyer#<email>` | `hist#<first entry's time, RFC 3339 UTC, nanoseconds>#<8 random hex>` | `entries` (S, JSON array of `{at, stage, what}`: one append, e.g. one event's entries), `expiration` (N, epoch s, TTL: the last entry's time plus `[history] retention_days`, default 400) |
 //! | identity index | `user#<Notion user id>` | `user` | `email` (S) |
 //! | disabled outbound endpoint | `outbound#<endpoint key>` | `outbound` | `doc` (S, JSON: endpoint, at, reason) |
-//! | tenant | `tenant#<name>` | `tenant` | `config` (S, TOML without secrets), `added_at`, `updated_at` (S): see [`tenants`] |
+//! | tenant | `tenants` | `<name>` | `config` (S, TOML without secrets), `added_at`, `updated_at` (S): see [`tenants`] |
 //! | rate budget | `rate#<short sha256 of the token>` | `rate` | `next_at` (N, epoch µs: the first untaken point of the shared schedule), `blocked_until` (N, epoch µs) |
 //!
 //! A tenant's records (every row above but `tenant` and `rate`) have the same keys behind its

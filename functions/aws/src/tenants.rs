@@ -4,7 +4,10 @@
 //!
 //! | item | `pk` | `sk` | attributes |
 //! |---|---|---|---|
-//! | tenant | `tenant#<name>` | `tenant` | `config` (S, the configuration as TOML, without secrets), `added_at` (S, RFC 3339), `updated_at` (S, RFC 3339) |
+//! | tenant | `tenants` | `<name>` | `config` (S, the configuration as TOML, without secrets), `added_at` (S, RFC 3339), `updated_at` (S, RFC 3339) |
+//!
+//! All tenants share one partition, so listing them (the expiry pass does, every run) is one
+//! `Query`, never a scan of the ledger.
 //!
 //! An item holds up to 400 KB, so a tenant's catalog has none of the ~3.5 kB limit that
 //! Lambda's 4 KB environment puts on `ENROLL_CONFIG`.
@@ -28,8 +31,8 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The sort key of tenant items.
-pub const SK_TENANT: &str = "tenant";
+/// The partition of tenant items.
+pub const PK_TENANTS: &str = "tenants";
 const CONFIG: &str = "config";
 const ADDED_AT: &str = "added_at";
 const UPDATED_AT: &str = "updated_at";
@@ -42,10 +45,6 @@ pub const CACHE_TTL: Duration = Duration::from_secs(60);
 /// How long a function remembers that a tenant does not exist: short, so a tenant just added
 /// serves soon, but long enough that requests for unknown names do not each read the table.
 pub const UNKNOWN_TTL: Duration = Duration::from_secs(10);
-
-fn tenant_pk(tenant: &TenantId) -> String {
-    format!("tenant#{}", tenant.as_str())
-}
 
 /// One tenant as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +59,8 @@ pub struct TenantRecord {
 impl TenantRecord {
     fn to_item(&self) -> Item {
         Item::from([
-            (PK.to_owned(), s(tenant_pk(&self.tenant))),
-            (SK.to_owned(), s(SK_TENANT)),
+            (PK.to_owned(), s(PK_TENANTS)),
+            (SK.to_owned(), s(self.tenant.as_str())),
             (CONFIG.to_owned(), s(&self.config)),
             (ADDED_AT.to_owned(), s(self.added_at.to_rfc3339())),
             (UPDATED_AT.to_owned(), s(self.updated_at.to_rfc3339())),
@@ -79,11 +78,7 @@ impl TenantRecord {
                 .parse::<DateTime<Utc>>()
                 .map_err(|_| bad(&format!("{name} is not an RFC 3339 time")))
         };
-        let pk = text(PK)?;
-        let tenant = pk
-            .strip_prefix("tenant#")
-            .and_then(|n| TenantId::parse(n).ok())
-            .ok_or_else(|| bad("pk is not tenant#<name>"))?;
+        let tenant = TenantId::parse(&text(SK)?).map_err(|_| bad("sk is not a tenant name"))?;
         Ok(Self {
             tenant,
             config: text(CONFIG)?,
@@ -140,8 +135,8 @@ impl TenantRegistry {
             .dynamo
             .get_item()
             .table_name(&self.table)
-            .key(PK, s(tenant_pk(tenant)))
-            .key(SK, s(SK_TENANT))
+            .key(PK, s(PK_TENANTS))
+            .key(SK, s(tenant.as_str()))
             .consistent_read(true)
             .send()
             .await
@@ -156,15 +151,16 @@ impl TenantRegistry {
         loop {
             let out = self
                 .dynamo
-                .scan()
+                .query()
                 .table_name(&self.table)
-                .filter_expression("#sk = :sk")
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":sk", s(SK_TENANT))
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", s(PK_TENANTS))
+                .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| classify("Scan", e))?;
+                .map_err(|e| classify("Query", e))?;
             for item in out.items() {
                 found.push(TenantRecord::from_item(item)?);
             }
@@ -194,8 +190,8 @@ impl TenantRegistry {
         self.dynamo
             .delete_item()
             .table_name(&self.table)
-            .key(PK, s(tenant_pk(tenant)))
-            .key(SK, s(SK_TENANT))
+            .key(PK, s(PK_TENANTS))
+            .key(SK, s(tenant.as_str()))
             .send()
             .await
             .map_err(|e| classify("DeleteItem", e))?;
@@ -303,7 +299,8 @@ mod tests {
             updated_at: "2026-12-01T00:00:00Z".parse().unwrap(),
         };
         let item = r.to_item();
-        assert_eq!(item.get(PK), Some(&s("tenant#acme")));
+        assert_eq!(item.get(PK), Some(&s("tenants")));
+        assert_eq!(item.get(SK), Some(&s("acme")));
         assert_eq!(TenantRecord::from_item(&item).unwrap(), r);
     }
 

@@ -10,6 +10,7 @@
 //! it as Embedded Metric Format lines ([`Aggregate::emf_lines`]); `enroll dev` shows a
 //! [`Summary`] of the same counters.
 
+use crate::tenant::TenantId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -211,6 +212,28 @@ pub struct Aggregate {
 #[derive(Debug, Default)]
 pub struct Recorder {
     state: Mutex<Aggregate>,
+    /// What was recorded inside [`for_tenant`], by tenant name.
+    tenants: Mutex<BTreeMap<String, Aggregate>>,
+}
+
+tokio::task_local! {
+    /// The tenant the running future records for (see [`for_tenant`]).
+    static TENANT: String;
+}
+
+/// Runs `fut` with everything it records counted for `tenant` as well: the `Tenant` dimension
+/// of its EMF lines ([`Recorder::take_tenants`]). A single seller's (default tenant's) records
+/// are today's. A future spawned from `fut` does not inherit the tenant.
+pub async fn for_tenant<F: std::future::Future>(tenant: &TenantId, fut: F) -> F::Output {
+    if tenant.is_default() {
+        fut.await
+    } else {
+        TENANT.scope(tenant.as_str().to_owned(), fut).await
+    }
+}
+
+fn current_tenant() -> Option<String> {
+    TENANT.try_with(Clone::clone).ok()
 }
 
 static GLOBAL: Recorder = Recorder::new();
@@ -256,12 +279,25 @@ impl Recorder {
                 counts: BTreeMap::new(),
                 values: BTreeMap::new(),
             }),
+            tenants: Mutex::new(BTreeMap::new()),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Aggregate> {
         // A panic elsewhere while holding the lock leaves whole counters: keep counting.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_tenants(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Aggregate>> {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records into the current tenant's aggregate inside [`for_tenant`], else the default one.
+    fn record(&self, f: impl FnOnce(&mut Aggregate)) {
+        match current_tenant() {
+            Some(t) => f(self.lock_tenants().entry(t).or_default()),
+            None => f(&mut self.lock()),
+        }
     }
 
     pub fn add(&self, function: Function, metric: Metric, n: u64) {
@@ -279,26 +315,36 @@ impl Recorder {
         if n == 0 {
             return;
         }
-        *self.lock().counts.entry(series).or_default() += n;
+        self.record(|a| *a.counts.entry(series).or_default() += n);
     }
 
     pub fn observe(&self, function: Function, metric: Metric, value: u64) {
-        let mut state = self.lock();
-        let values = state.values.entry((function, metric)).or_default();
-        if values.len() >= MAX_VALUES {
-            values.pop_front();
-        }
-        values.push_back(value);
+        self.record(|state| {
+            let values = state.values.entry((function, metric)).or_default();
+            if values.len() >= MAX_VALUES {
+                values.pop_front();
+            }
+            values.push_back(value);
+        });
     }
 
-    /// A copy of everything recorded so far.
+    /// A copy of everything recorded so far, every tenant's included.
     pub fn snapshot(&self) -> Aggregate {
-        self.lock().clone()
+        let mut all = self.lock().clone();
+        for a in self.lock_tenants().values() {
+            all.merge(a.clone());
+        }
+        all
     }
 
-    /// Everything recorded so far, leaving the recorder empty.
+    /// Everything recorded outside [`for_tenant`] so far, leaving that part empty.
     pub fn take(&self) -> Aggregate {
         std::mem::take(&mut *self.lock())
+    }
+
+    /// Everything recorded inside [`for_tenant`] so far, by tenant, leaving that part empty.
+    pub fn take_tenants(&self) -> BTreeMap<String, Aggregate> {
+        std::mem::take(&mut *self.lock_tenants())
     }
 }
 
@@ -310,6 +356,28 @@ impl Aggregate {
         self.counts.is_empty() && self.values.values().all(VecDeque::is_empty)
     }
 
+    /// Adds `other`'s counts and values to this one.
+    pub fn merge(&mut self, other: Aggregate) {
+        for (s, n) in other.counts {
+            *self.counts.entry(s).or_default() += n;
+        }
+        for (k, v) in other.values {
+            self.values.entry(k).or_default().extend(v);
+        }
+    }
+
+    /// [`Aggregate::emf_lines`] for one tenant's records: each line also carries `Tenant`, and
+    /// every dimension set appears twice, with and without it, so the dashboard's
+    /// deployment-wide figures still add every tenant up.
+    pub fn tenant_emf_lines(
+        &self,
+        function: Function,
+        tenant: &str,
+        timestamp_ms: i64,
+    ) -> Vec<String> {
+        self.lines(function, Some(tenant), timestamp_ms)
+    }
+
     /// Embedded Metric Format lines, one JSON object each, with `function` as the
     /// `Function` dimension of every series (one Lambda process is one function; the expiry
     /// pass's SCIM requests, recorded by the shared client as provision's, are expire's there).
@@ -317,6 +385,10 @@ impl Aggregate {
     /// `WebhooksRejected` with `Reason`, and values beyond [`EMF_MAX_VALUES`] go on further
     /// lines. Nothing recorded: no line.
     pub fn emf_lines(&self, function: Function, timestamp_ms: i64) -> Vec<String> {
+        self.lines(function, None, timestamp_ms)
+    }
+
+    fn lines(&self, function: Function, tenant: Option<&str>, timestamp_ms: i64) -> Vec<String> {
         let mut counts: BTreeMap<Metric, u64> = BTreeMap::new();
         let mut reasons: BTreeMap<Reason, u64> = BTreeMap::new();
         for (s, n) in &self.counts {
@@ -333,13 +405,20 @@ impl Aggregate {
                     extra: &[(&str, &str)],
                     metrics: Vec<(Metric, serde_json::Value)>| {
             let mut root = serde_json::Map::new();
+            let mut sets = vec![dimensions.to_vec()];
+            if let Some(t) = tenant {
+                let mut with = dimensions.to_vec();
+                with.push("Tenant");
+                sets.push(with);
+                root.insert("Tenant".into(), t.into());
+            }
             root.insert(
                 "_aws".into(),
                 serde_json::json!({
                     "Timestamp": timestamp_ms,
                     "CloudWatchMetrics": [{
                         "Namespace": NAMESPACE,
-                        "Dimensions": [dimensions],
+                        "Dimensions": sets,
                         "Metrics": metrics
                             .iter()
                             .map(|(m, _)| serde_json::json!({"Name": m.name(), "Unit": m.unit().as_str()}))
@@ -613,5 +692,32 @@ mod tests {
         let v = &a.values[&(Function::Provision, Metric::TimeToAccessMs)];
         assert_eq!(v.len(), MAX_VALUES);
         assert_eq!(v.front(), Some(&5));
+    }
+
+    #[tokio::test]
+    async fn a_tenants_records_carry_its_dimension_and_still_add_up() {
+        let r = Recorder::new();
+        let acme = TenantId::parse("acme").unwrap();
+        r.add(Function::Ingest, Metric::WebhooksAccepted, 1);
+        for_tenant(&acme, async {
+            r.add(Function::Ingest, Metric::WebhooksAccepted, 2);
+            r.observe(Function::Provision, Metric::TimeToAccessMs, 40);
+        })
+        .await;
+        assert_eq!(r.snapshot().summary("t").total(Metric::WebhooksAccepted), 3);
+        let tenants = r.take_tenants();
+        let lines = tenants["acme"].tenant_emf_lines(Function::Ingest, "acme", 0);
+        let v: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(v["Tenant"], "acme");
+        assert_eq!(v["WebhooksAccepted"], 2);
+        assert_eq!(
+            v["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([["Function"], ["Function", "Tenant"]])
+        );
+        // What was recorded outside any tenant stays the default's, without the dimension.
+        let rest = r.take().emf_lines(Function::Ingest, 0);
+        let v: serde_json::Value = serde_json::from_str(&rest[0]).unwrap();
+        assert_eq!(v["WebhooksAccepted"], 1);
+        assert!(v.get("Tenant").is_none());
     }
 }
