@@ -37,8 +37,9 @@ LEDGER = {  # enroll_aws::dynamo: claims, conditional writes, the due index, bat
 RATE = {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"}  # the shared budget
 
 ALLOWED = {
-    # functions/ingest: verify, then SendMessage to the provision queue.
-    "ingest": LOGS | SECRETS | KMS | {"sqs:SendMessage"},
+    # functions/ingest: verify, then SendMessage to the provision queue; a tenant's
+    # configuration item (GetItem, only the `tenants` partition: a LeadingKeys condition).
+    "ingest": LOGS | SECRETS | KMS | {"sqs:SendMessage", "dynamodb:GetItem"},
     # functions/provision: ledger, SCIM budget, align queue and its own DLQ.
     "provision": LOGS | SECRETS | KMS | CONSUME | LEDGER | RATE | {"sqs:SendMessage"},
     # functions/align: Notion budget, per-buyer leases (claim and release), parks in its DLQ
@@ -51,6 +52,15 @@ ALLOWED = {
     # (GetItem, PutItem), parks in its DLQ.
     "notify": LOGS | SECRETS | KMS | CONSUME | {"dynamodb:GetItem", "dynamodb:PutItem", "sqs:SendMessage"},
 }
+
+
+# The one pattern allowed a wildcard: every tenant's secret (enroll_aws::tenants), which
+# `enroll tenant add` creates after deployment, so no resource of the stack can name it. Only
+# GetSecretValue may use it, and only under this stack's own prefix.
+TENANT_SECRETS = (
+    "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    "${AWS::StackName}/tenant/*"
+)
 
 
 class Tagged:
@@ -165,8 +175,16 @@ def check(template):
                         problems.append(f"{where}: wildcard action {action!r}")
                     elif action not in allowed:
                         problems.append(f"{where}: {action} is not used by {binary}")
+                actions = set(as_list(st.get("Action", [])))
                 for resource in as_list(st.get("Resource", [])):
                     resource = intrinsic_key(resource)
+                    if (
+                        isinstance(resource, Tagged)
+                        and resource.tag == "Sub"
+                        and resource.value == TENANT_SECRETS
+                        and actions <= SECRETS
+                    ):
+                        continue
                     if isinstance(resource, str):
                         problems.append(f"{where}: literal resource {resource!r}")
                     elif references(resource, logical_ids) is None:
@@ -197,6 +215,8 @@ def self_test(template):
                                                 "Resource": Tagged("GetAtt", "Table.Arn")}),
         "foreign resource": lambda t, s: s.append({"Effect": "Allow", "Action": "sqs:SendMessage",
                                                    "Resource": Tagged("Sub", "arn:aws:sqs:*:*:other")}),
+        "tenant secret pattern on another action": lambda t, s: s.append(
+            {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": Tagged("Sub", TENANT_SECRETS)}),
         "managed policy": lambda t, s: t["Resources"][role]["Properties"].__setitem__(
             "ManagedPolicyArns", ["arn:aws:iam::aws:policy/AdministratorAccess"]),
     }

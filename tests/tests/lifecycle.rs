@@ -811,9 +811,7 @@ async fn the_expire_function_hands_over_to_alumni_on_schedule() -> Result<()> {
         "resources": ["arn:aws:events:us-east-1:123456789012:rule/enroll-expire"],
         "detail": {}
     });
-    let deps = expire::Deps {
-        provisioner: h.provisioner,
-    };
+    let deps = expire::Deps::single(h.provisioner);
     let report = expire::function_handler(
         &deps,
         lambda_runtime::LambdaEvent::new(scheduled, lambda_runtime::Context::default()),

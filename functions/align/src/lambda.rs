@@ -2,57 +2,95 @@
 
 use crate::Aligner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
+use enroll_aws::lambda_env::{incoming, load_single_config, required, settle_batch};
+use enroll_aws::tenant_stage::{refuse, Build, TenantStage};
+use enroll_aws::tenants::TenantRegistry;
 use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters};
 use enroll_core::clock::SystemClock;
+use enroll_core::config::Config;
+use enroll_core::event::AlignRequest;
+use enroll_core::tenant::TenantId;
+use enroll_core::Failure;
 use enroll_notion::sales::SalesClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 
-pub struct Deps {
+/// What align needs for one seller.
+pub struct Seller {
     pub aligner: Aligner,
     pub dead_letters: SqsDeadLetters,
+}
+
+/// Clients and configuration built once per cold start; tenants' on first use.
+pub struct Deps {
+    pub stage: TenantStage<Seller>,
     pub sqs: aws_sdk_sqs::Client,
     /// This function's own queue: requests deferred behind a buyer's lease are sent here again.
     pub queue_url: String,
+    pub dlq_url: String,
+}
+
+/// The aligner of one seller: its public API token's budget, shared by every concurrent align
+/// instance through the table, and its leases and history under its tenant's keys.
+fn seller(
+    sdk: &enroll_aws::SdkConfig,
+    table: &str,
+    tenant: &TenantId,
+    config: &Config,
+    dead_letters: SqsDeadLetters,
+) -> Result<Seller, Failure> {
+    let dynamo = aws_sdk_dynamodb::Client::new(sdk);
+    let budget = Arc::new(DynamoRateBudget::new(
+        dynamo.clone(),
+        table,
+        &config.notion.token,
+        config.rate.api(),
+    ));
+    let history = DynamoHistory::new(dynamo.clone(), table)
+        .with_retention(config.history.retention_days)
+        .for_tenant(tenant.clone());
+    // Per-buyer leases live beside the event keys, under the same claim rules.
+    let leases = Arc::new(DynamoStore::new(dynamo, table).for_tenant(tenant.clone()));
+    let sales = SalesClient::new(&config.notion, budget)
+        .map_err(|e| Failure::permanent(format!("tenant {tenant}: {e}")))?;
+    Ok(Seller {
+        aligner: Aligner::new(Arc::new(sales), leases)
+            .with_history(Arc::new(history))
+            .with_clock(Arc::new(SystemClock)),
+        dead_letters,
+    })
 }
 
 impl Deps {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = enroll_aws::sdk_config().await;
-        let config = load_config(&sdk).await?;
-        // The public API token's budget, shared by every concurrent align instance.
-        let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let table = required("ENROLL_TABLE")?;
-        let budget = Arc::new(DynamoRateBudget::new(
-            dynamo.clone(),
-            &table,
-            &config.notion.token,
-            config.rate.api(),
-        ));
-        let history = DynamoHistory::new(dynamo.clone(), &table)
-            .with_retention(config.history.retention_days);
-        // Per-buyer leases live beside the event keys, under the same claim rules.
-        let leases = Arc::new(DynamoStore::new(dynamo, table));
-        let sales = SalesClient::new(&config.notion, budget)?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queue_url = required("ENROLL_ALIGN_QUEUE_URL")?;
+        let dlq_url = required("ENROLL_ALIGN_DLQ_URL")?;
         enroll_aws::lambda_env::spawn_queue_timings_check(
             sqs.clone(),
             queue_url.clone(),
             enroll_core::timings::ALIGN,
         );
+        let (b_sdk, b_sqs, b_dlq) = (sdk.clone(), sqs.clone(), dlq_url.clone());
+        let build: Build<Seller> = Box::new(move |tenant, config| {
+            let dead =
+                SqsDeadLetters::new(b_sqs.clone(), &b_dlq, "align").for_tenant(tenant.clone());
+            let built = seller(&b_sdk, &table, &tenant, &config, dead);
+            Box::pin(async move { built })
+        });
+        let stage = TenantStage::new(
+            load_single_config(&sdk).await?,
+            TenantRegistry::from_env(&sdk),
+            build,
+        )
+        .await?;
         Ok(Self {
-            aligner: Aligner::new(Arc::new(sales), leases)
-                .with_history(Arc::new(history))
-                .with_clock(Arc::new(SystemClock)),
-            dead_letters: SqsDeadLetters::new(
-                sqs.clone(),
-                required("ENROLL_ALIGN_DLQ_URL")?,
-                "align",
-            ),
+            stage,
             sqs,
             queue_url,
+            dlq_url,
         })
     }
 }
@@ -63,7 +101,19 @@ pub async fn function_handler(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let messages = incoming(&event.payload);
-    let report = deps.aligner.run_batch(&deps.dead_letters, &messages).await;
+    let report = deps
+        .stage
+        .run_batch(&messages, |tenant, seller, msgs| async move {
+            match seller {
+                Ok(s) => s.aligner.run_batch(&s.dead_letters, &msgs).await,
+                Err(why) => {
+                    let dead = SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "align")
+                        .for_tenant(tenant);
+                    refuse::<AlignRequest>(&msgs, &dead, &enroll_core::timings::ALIGN, why).await
+                }
+            }
+        })
+        .await;
     tracing::info!(
         succeeded = report.succeeded,
         parked = report.parked,

@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | `ENROLL_CONFIG` | all | the TOML configuration (catalog, platforms, Notion database) |
 //! | `ENROLL_SECRET_ID` | all | the Secrets Manager secret holding tokens and webhook secrets |
-//! | `ENROLL_TABLE` | provision, align, expire | the DynamoDB table (align keeps only its rate budget there) |
+//! | `ENROLL_TENANT_SECRET_PREFIX` | all | tenants' secrets are this prefix and the tenant's name; with `ENROLL_TABLE`, turns on `/t/{tenant}/...` (see [`crate::tenants`]); `ENROLL_CONFIG` may then be empty |
+//! | `ENROLL_TABLE` | all but ingest without tenants | the DynamoDB table (align keeps only its rate budget there) |
 //! | `ENROLL_PROVISION_QUEUE_URL` | ingest, provision | where verified events go (provision: where a deferred event is sent again) |
 //! | `ENROLL_PROVISION_DLQ_URL` | provision | where permanent failures are parked |
 //! | `ENROLL_ALIGN_QUEUE_URL` | provision, align (expire: optional, unused) | where align requests go (align: where a deferred request is sent again) |
@@ -92,6 +93,19 @@ pub async fn load_config(sdk: &aws_config::SdkConfig) -> Result<Config, ConfigEr
     cfg.apply_env(|k| std::env::var(k).ok());
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The single seller's configuration ([`load_config`]), or `None` on a deployment that serves
+/// tenants only: `ENROLL_CONFIG` empty while `ENROLL_TENANT_SECRET_PREFIX` is set. Without
+/// either there is nobody to serve, and that is an error naming `ENROLL_CONFIG`.
+pub async fn load_single_config(
+    sdk: &aws_config::SdkConfig,
+) -> Result<Option<Config>, ConfigError> {
+    let serves_tenants = required(crate::tenants::SECRET_PREFIX_VARIABLE).is_ok();
+    if required("ENROLL_CONFIG").is_err() && serves_tenants {
+        return Ok(None);
+    }
+    load_config(sdk).await.map(Some)
 }
 
 /// Turns SQS records into batch messages. A record without a body becomes an empty body, which

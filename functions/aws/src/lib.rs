@@ -14,6 +14,8 @@
 //! - [`secrets`]: [`load_secrets`], the tokens and signing secrets, once per cold start.
 //! - [`tenants`]: [`tenants::TenantRegistry`], each seller's configuration item and secret on a
 //!   deployment that serves several, and [`tenants::TenantCache`], what a function built for each.
+//! - [`tenant_stage`]: [`tenant_stage::TenantStage`], a queue stage's per-seller parts and its
+//!   batches split by tenant.
 //! - [`error`]: [`AwsError`] and the one function that classifies SDK errors as transient or
 //!   permanent.
 //!
@@ -61,8 +63,10 @@ pub mod rate;
 pub mod schema;
 pub mod secrets;
 pub mod sqs;
+pub mod tenant_stage;
 pub mod tenants;
 
+pub use aws_config::SdkConfig;
 pub use dynamo::DynamoStore;
 pub use error::AwsError;
 pub use history::DynamoHistory;

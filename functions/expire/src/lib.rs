@@ -5,7 +5,7 @@
 //!
 //! - [`Deps`]: the configuration, the DynamoDB store and the SCIM client (spending the SCIM
 //!   token's budget shared through the table), built once per cold start from `ENROLL_CONFIG`,
-//!   `ENROLL_SECRET_ID` and `ENROLL_TABLE`.
+//!   `ENROLL_SECRET_ID` and `ENROLL_TABLE`, and each tenant's from its own configuration.
 //! - [`function_handler`]: one scheduled invocation, at the time of the provisioner's clock (the
 //!   wall clock when deployed, a manual one in tests); [`run_pass`] is the part a test drives
 //!   with any store and directory, at any moment.
@@ -17,13 +17,15 @@
 //! table), which no later pass fixes by itself.
 
 use chrono::{DateTime, Utc};
-use enroll_aws::lambda_env::required;
-use enroll_aws::SqsQueue;
-use enroll_core::ports::Queue;
+use enroll_aws::lambda_env::load_single_config;
+use enroll_aws::tenant_stage::{Build, TenantStage};
+use enroll_aws::tenants::TenantRegistry;
+use enroll_core::metrics;
+use enroll_core::tenant::TenantId;
 use enroll_core::Failure;
 use lambda_runtime::{Diagnostic, Error, LambdaEvent};
-use provision::{ExpiryReport, Provisioner, ReconcileOnly};
-use std::sync::Arc;
+use provision::lambda::Wiring;
+use provision::{ExpiryReport, Provisioner};
 
 /// Why a pass did not do all its work. Either way nothing is lost: due buyers stay due.
 #[derive(Debug, thiserror::Error)]
@@ -51,25 +53,37 @@ impl From<ExpireError> for Diagnostic {
     }
 }
 
-/// Clients and configuration built once per cold start.
+/// Clients and configuration built once per cold start; tenants' on first use.
 pub struct Deps {
-    pub provisioner: Provisioner,
+    pub stage: TenantStage<Provisioner>,
 }
 
 impl Deps {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = enroll_aws::sdk_config().await;
         // Reconciling never asks align for anything (only purchases do), so the stack gives
-        // this function no queue and no SQS permission; the variable is honoured if set.
-        let align: Arc<dyn Queue> = match required("ENROLL_ALIGN_QUEUE_URL") {
-            Ok(url) => Arc::new(SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url)),
-            Err(_) => Arc::new(ReconcileOnly),
-        };
-        // The pass spends the same SCIM token as provision, so it is built the same way and
-        // shares provision's budget.
-        Ok(Self {
-            provisioner: provision::lambda::provisioner_from_env(&sdk, align).await?,
-        })
+        // this function no queue and no SQS permission; the variable is honoured if set. The
+        // pass spends the same SCIM token as provision, so it is built the same way and shares
+        // provision's budget.
+        let wiring = Wiring::from_env(&sdk)?;
+        let build: Build<Provisioner> = Box::new(move |tenant, config| {
+            let wiring = wiring.clone();
+            Box::pin(async move { wiring.provisioner(&tenant, config) })
+        });
+        let stage = TenantStage::new(
+            load_single_config(&sdk).await?,
+            TenantRegistry::from_env(&sdk),
+            build,
+        )
+        .await?;
+        Ok(Self { stage })
+    }
+
+    /// A single seller's function around a provisioner built elsewhere (tests).
+    pub fn single(provisioner: Provisioner) -> Self {
+        Self {
+            stage: TenantStage::single_only(provisioner),
+        }
     }
 }
 
@@ -94,19 +108,68 @@ pub async fn run_pass(
 /// The scheduled invocation. The payload (an EventBridge `Scheduled Event`) is not read: the
 /// pass always runs at the current time of the provisioner's clock, so a late or repeated
 /// invocation does the right thing and no payload can make access end early.
+///
+/// On a deployment with tenants, every seller's pass runs, all at once (one seller's slow
+/// SCIM server delays only its own buyers), each with its own provisioner and metrics
+/// dimension. The invocation fails if any pass did, after all of them ran.
 #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
 pub async fn function_handler(
     deps: &Deps,
     event: LambdaEvent<serde_json::Value>,
 ) -> Result<ExpiryReport, ExpireError> {
-    let report = run_pass(&deps.provisioner, deps.provisioner.clock.now()).await?;
+    let mut sellers = Vec::new();
+    if deps.stage.single().is_some() {
+        sellers.push(TenantId::default_tenant());
+    }
+    if let Some(registry) = deps.stage.registry() {
+        let listed = registry.list().await.map_err(ExpireError::Failed)?;
+        sellers.extend(listed.into_iter().map(|r| r.tenant));
+    }
+    let passes = sellers.iter().map(|tenant| async move {
+        let provisioner = deps.stage.deps(tenant).await.map_err(ExpireError::Failed)?;
+        let pass = run_pass(&provisioner, provisioner.clock.now());
+        let result = metrics::for_tenant(tenant, pass).await;
+        if let Err(e) = &result {
+            tracing::error!(%tenant, error = %e, "expiry pass of this seller did not finish");
+        }
+        result
+    });
+    let mut total = ExpiryReport::default();
+    let (mut failed, mut first_error) = (0, None);
+    for result in futures::future::join_all(passes).await {
+        match result {
+            Ok(r) => {
+                total.reconciled += r.reconciled;
+                total.groups_added += r.groups_added;
+                total.groups_removed += r.groups_removed;
+            }
+            Err(ExpireError::Incomplete {
+                failed: f,
+                reconciled,
+            }) => {
+                failed += f;
+                total.reconciled += reconciled;
+            }
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
     tracing::info!(
-        reconciled = report.reconciled,
-        groups_added = report.groups_added,
-        groups_removed = report.groups_removed,
+        sellers = sellers.len(),
+        reconciled = total.reconciled,
+        groups_added = total.groups_added,
+        groups_removed = total.groups_removed,
         "expiry pass done"
     );
-    Ok(report)
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if failed > 0 {
+        return Err(ExpireError::Incomplete {
+            failed,
+            reconciled: total.reconciled,
+        });
+    }
+    Ok(total)
 }
 
 #[cfg(test)]

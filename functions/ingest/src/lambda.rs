@@ -1,20 +1,49 @@
 //! The ingest Lambda behind a function URL.
 
+use crate::gateway::{Gateway, TenantLookup};
 use crate::{Ingest, WebhookRequest};
-use enroll_aws::lambda_env::{load_config, required};
+use enroll_aws::lambda_env::{load_single_config, required};
+use enroll_aws::tenants::{TenantCache, TenantRegistry};
 use enroll_aws::SqsQueue;
 use lambda_http::{Body, Error, Request, RequestExt, Response};
 use std::sync::Arc;
 
-/// Configuration and the SQS client, built once per cold start.
-pub async fn from_env() -> Result<Ingest, Error> {
+/// The single seller's ingest (from `ENROLL_CONFIG`) and the tenants' (from the table, loaded
+/// on first use and kept for a minute), built once per cold start.
+pub async fn from_env() -> Result<Gateway, Error> {
     let sdk = enroll_aws::sdk_config().await;
-    let config = Arc::new(load_config(&sdk).await?);
-    let queue = SqsQueue::new(
-        aws_sdk_sqs::Client::new(&sdk),
-        required("ENROLL_PROVISION_QUEUE_URL")?,
-    );
-    Ok(Ingest::new(config, Arc::new(queue)))
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let queue_url = required("ENROLL_PROVISION_QUEUE_URL")?;
+    let single = load_single_config(&sdk).await?.map(|config| {
+        Arc::new(Ingest::new(
+            Arc::new(config),
+            Arc::new(SqsQueue::new(sqs.clone(), queue_url.clone())),
+        ))
+    });
+    let tenants = TenantRegistry::from_env(&sdk).map(|registry| {
+        let cache = Arc::new(TenantCache::<Ingest>::default());
+        let lookup: TenantLookup = Arc::new(move |tenant| {
+            let (registry, cache, sqs, url) = (
+                registry.clone(),
+                cache.clone(),
+                sqs.clone(),
+                queue_url.clone(),
+            );
+            Box::pin(async move {
+                cache
+                    .get(&tenant, || async {
+                        let Some(config) = registry.load(&tenant).await? else {
+                            return Ok(None);
+                        };
+                        let queue = SqsQueue::new(sqs, url).for_tenant(tenant.clone());
+                        Ok(Some(Ingest::new(Arc::new(config), Arc::new(queue))))
+                    })
+                    .await
+            })
+        });
+        lookup
+    });
+    Ok(Gateway { single, tenants })
 }
 
 /// Converts the function URL request (the body is already base64-decoded by the runtime).
@@ -40,7 +69,7 @@ pub fn webhook_request(req: &Request) -> WebhookRequest {
     }
 }
 
-pub async fn function_handler(ingest: &Ingest, req: Request) -> Result<Response<Body>, Error> {
+pub async fn function_handler(ingest: &Gateway, req: Request) -> Result<Response<Body>, Error> {
     let resp = ingest
         .handle(&webhook_request(&req), chrono::Utc::now())
         .await;

@@ -10,8 +10,11 @@
 //!
 //! - [`Ingest`]: the handler over plain [`WebhookRequest`] / [`WebhookResponse`] values, shared
 //!   by the Lambda function and the local runner.
+//! - [`gateway`]: [`gateway::Gateway`], the single seller's ingest and the tenants'
+//!   (`/t/{tenant}/webhooks/{platform}`) behind one URL.
 //! - [`lambda`]: the Lambda function URL wiring.
 
+pub mod gateway;
 pub mod lambda;
 
 use chrono::{DateTime, Utc};

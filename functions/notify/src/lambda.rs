@@ -6,41 +6,80 @@
 
 use crate::Notifier;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use enroll_aws::lambda_env::{incoming, load_config, required, settle_batch};
+use enroll_aws::lambda_env::{incoming, load_single_config, required, settle_batch};
 use enroll_aws::outbound::DynamoEndpoints;
+use enroll_aws::tenant_stage::{refuse, Build, TenantStage};
+use enroll_aws::tenants::TenantRegistry;
 use enroll_aws::{DynamoHistory, SqsDeadLetters};
 use enroll_core::clock::SystemClock;
+use enroll_core::outbound::{self, Delivery};
+use enroll_core::timings::StageTimings;
+use enroll_core::Failure;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 
-/// Clients and configuration built once per cold start.
-pub struct Deps {
+/// How the deliveries of a seller that cannot be served are retried: on the delivery schedule,
+/// parked at its last attempt, as a failing endpoint's would be.
+const UNSERVED: StageTimings = StageTimings {
+    claim: std::time::Duration::from_secs(30),
+    visibility: std::time::Duration::from_secs(180),
+    max_receives: outbound::MAX_ATTEMPTS,
+    first_retry: outbound::FIRST_RETRY,
+    max_retry: outbound::MAX_RETRY,
+    defer_margin: std::time::Duration::from_secs(2),
+};
+
+/// What notify needs for one seller.
+pub struct Seller {
     pub notifier: Notifier,
     pub dead_letters: SqsDeadLetters,
+}
+
+/// Clients and configuration built once per cold start; tenants' on first use.
+pub struct Deps {
+    pub stage: TenantStage<Seller>,
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
+    pub dlq_url: String,
 }
 
 impl Deps {
     pub async fn from_env() -> Result<Self, Error> {
         let sdk = enroll_aws::sdk_config().await;
-        let config = Arc::new(load_config(&sdk).await?);
         let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
         let table = required("ENROLL_TABLE")?;
-        let history = DynamoHistory::new(dynamo.clone(), &table)
-            .with_retention(config.history.retention_days);
-        let endpoints = Arc::new(DynamoEndpoints::new(dynamo, table));
         let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let dlq_url = required("ENROLL_NOTIFY_DLQ_URL")?;
+        let (b_sqs, b_dlq) = (sqs.clone(), dlq_url.clone());
+        // A seller's endpoints, their secrets and the endpoints a 410 disabled are its own.
+        let build: Build<Seller> = Box::new(move |tenant, config| {
+            let history = DynamoHistory::new(dynamo.clone(), &table)
+                .with_retention(config.history.retention_days)
+                .for_tenant(tenant.clone());
+            let endpoints =
+                Arc::new(DynamoEndpoints::new(dynamo.clone(), &table).for_tenant(tenant.clone()));
+            let dead =
+                SqsDeadLetters::new(b_sqs.clone(), &b_dlq, "notify").for_tenant(tenant.clone());
+            let built = Notifier::new(config, endpoints)
+                .map_err(|e| Failure::permanent(format!("tenant {tenant}: {e}")))
+                .map(|n| Seller {
+                    notifier: n
+                        .with_history(Arc::new(history))
+                        .with_clock(Arc::new(SystemClock)),
+                    dead_letters: dead,
+                });
+            Box::pin(async move { built })
+        });
+        let stage = TenantStage::new(
+            load_single_config(&sdk).await?,
+            TenantRegistry::from_env(&sdk),
+            build,
+        )
+        .await?;
         Ok(Self {
-            notifier: Notifier::new(config, endpoints)?
-                .with_history(Arc::new(history))
-                .with_clock(Arc::new(SystemClock)),
-            dead_letters: SqsDeadLetters::new(
-                sqs.clone(),
-                required("ENROLL_NOTIFY_DLQ_URL")?,
-                "notify",
-            ),
+            stage,
             queue_url: required("ENROLL_NOTIFY_QUEUE_URL")?,
+            dlq_url,
             sqs,
         })
     }
@@ -52,7 +91,19 @@ pub async fn function_handler(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let messages = incoming(&event.payload);
-    let report = deps.notifier.run_batch(&deps.dead_letters, &messages).await;
+    let report = deps
+        .stage
+        .run_batch(&messages, |tenant, seller, msgs| async move {
+            match seller {
+                Ok(s) => s.notifier.run_batch(&s.dead_letters, &msgs).await,
+                Err(why) => {
+                    let dead = SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "notify")
+                        .for_tenant(tenant);
+                    refuse::<Delivery>(&msgs, &dead, &UNSERVED, why).await
+                }
+            }
+        })
+        .await;
     tracing::info!(
         delivered = report.succeeded,
         parked = report.parked,
