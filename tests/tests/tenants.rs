@@ -13,62 +13,15 @@ use enroll_embedded::admin::{read_dev_record, DevRecord};
 use enroll_embedded::store::FileStore;
 use enroll_embedded::tenants::{tenant_dir, Tenants};
 use enroll_platforms::Sample;
-use enroll_simulator::{FaultAction, FaultRule, Faults, SimConfig, SimHandle};
+use enroll_simulator::{FaultAction, FaultRule, Faults, SimHandle};
 use enroll_tests::enroll_bin::{scratch_dir, simulated};
+use enroll_tests::tenant_fixtures::{parse, tenant_toml, workspace};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PRODUCT: &str = "price_1FormulaFundamentals";
 const GROUP: &str = "Formula Fundamentals 2.0";
-const EXAMPLE: &str = include_str!("../../infra/enroll.example.toml");
-
-/// The example configuration with its own Stripe secret and, when given, its own workspace.
-fn tenant_toml(stripe_secret: &str, workspace: Option<(&SimHandle, &str)>) -> String {
-    let mut text = EXAMPLE.replace("whsec_example_stripe_signing_secret", stripe_secret);
-    if let Some((sim, token)) = workspace {
-        text = text
-            .replacen(
-                "base_url = \"https://api.notion.com/scim/v2\"",
-                &format!(
-                    "base_url = \"{}\"\ntoken = \"{token}\"",
-                    sim.scim_base_url()
-                ),
-                1,
-            )
-            .replacen(
-                "base_url = \"https://api.notion.com/v1\"",
-                &format!(
-                    "base_url = \"{}\"\ntoken = \"{token}\"",
-                    sim.notion_base_url()
-                ),
-                1,
-            );
-    }
-    text
-}
-
-fn parse(text: &str) -> Config {
-    Config::from_toml(text, |_| None).expect("a tenant configuration")
-}
-
-async fn workspace(token: &str) -> Result<SimHandle> {
-    let state = enroll_embedded::seed::from_config(&parse(EXAMPLE));
-    Ok(enroll_simulator::start(
-        SimConfig {
-            scim_token: token.into(),
-            notion_token: token.into(),
-            scim_rate_limit: None,
-            notion_rate_limit: None,
-            admin_token: Some("t".into()),
-            max_members_per_patch: None,
-            state,
-        },
-        "127.0.0.1:0".parse()?,
-    )
-    .await?)
-}
-
 fn purchase(email: &str, event_id: Option<&str>) -> Sample {
     Sample {
         kind: EventKind::Purchase,

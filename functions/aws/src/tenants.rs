@@ -239,8 +239,11 @@ impl TenantRegistry {
 pub struct TenantCache<T> {
     ttl: Duration,
     unknown_ttl: Duration,
-    entries: Mutex<HashMap<TenantId, (Instant, Option<Arc<T>>)>>,
+    entries: Mutex<Entries<T>>,
 }
+
+/// When each tenant's value was loaded, and the value (`None`: no such tenant).
+type Entries<T> = HashMap<TenantId, (Instant, Option<Arc<T>>)>;
 
 impl<T> Default for TenantCache<T> {
     fn default() -> Self {
@@ -280,7 +283,7 @@ impl<T> TenantCache<T> {
         Ok(value)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, (Instant, Option<Arc<T>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<T>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
