@@ -1,9 +1,13 @@
-//! The chaos scenario at CI size, twice.
+//! The chaos scenario at CI size, three times.
 //!
 //! 1. On the embedded default, exactly as an operator runs it: `enroll chaos` as a child
 //!    process, which runs `enroll dev` as a grandchild, with the shipped timings, and kills it
 //!    with SIGKILL mid-batch.
-//! 2. Smaller, on the AWS adapters against moto: DynamoDB for the ledger and idempotency keys,
+//! 2. The same with two tenants (`enroll chaos --tenants 2`): one `enroll dev --tenants`
+//!    grandchild serves both, each with its own simulated workspace and secrets; the per-tenant
+//!    figures of its report say each seller's buyers got exactly their Groups, in their own
+//!    workspace only, and that deliveries signed for the other tenant got 401.
+//! 3. Smaller, on the AWS adapters against moto: DynamoDB for the ledger and idempotency keys,
 //!    SQS for the queues with a real redrive policy. Provision runs in-process through
 //!    `provision::batch::run`, as the Lambda handler calls it, with the simulator faulting.
 //!    A kill is simulated by dropping the batch's task mid-flight: what matters on AWS is
@@ -51,39 +55,38 @@ impl Drop for Group {
     }
 }
 
-#[test]
-fn chaos_on_the_embedded_default_loses_nothing_and_applies_nothing_twice() -> Result<()> {
+/// Runs `enroll chaos ARGS --json` to its end (`args` split at spaces); returns its report
+/// and its output.
+fn run_chaos(args: &str) -> Result<(serde_json::Value, String, std::process::ExitStatus)> {
     let enroll = enroll_bin::path()?;
     let mut cmd = Command::new(enroll);
-    cmd.args([
-        "chaos",
-        "--events",
-        "60",
-        "--fault-rate",
-        "0.2",
-        "--duplicates",
-        "0.1",
-        "--early-refunds",
-        "0.05",
-        "--kills",
-        "2",
-        "--seed",
-        "7",
-        "--timeout-secs",
-        "240",
-        "--json",
-    ])
-    .env("RUST_LOG", "off")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    cmd.arg("chaos")
+        .args(args.split_whitespace())
+        .arg("--json")
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = Group(cmd.spawn().context("starting enroll chaos")?);
     let mut out = String::new();
     std::io::Read::read_to_string(child.0.stdout.as_mut().context("stdout")?, &mut out)?;
     let status = child.0.wait()?;
     let r: serde_json::Value = serde_json::from_str(out.trim()).context(out.clone())?;
-    let n = |k: &str| r[k].as_u64().unwrap_or(u64::MAX);
+    Ok((r, out, status))
+}
+
+/// A count in a report; `u64::MAX` when missing, so an assertion on it fails.
+fn count(r: &serde_json::Value, key: &str) -> u64 {
+    r[key].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn chaos_on_the_embedded_default_loses_nothing_and_applies_nothing_twice() -> Result<()> {
+    let (r, out, status) = run_chaos(
+        "--events 60 --fault-rate 0.2 --duplicates 0.1 --early-refunds 0.05 --kills 2 --seed 7 --timeout-secs 240",
+    )?;
+    let n = |k: &str| count(&r, k);
     for key in [
         "events",
         "buyers",
@@ -95,6 +98,10 @@ fn chaos_on_the_embedded_default_loses_nothing_and_applies_nothing_twice() -> Re
     ] {
         assert!(r.get(key).is_some(), "--json lacks {key}: {out}");
     }
+    assert!(
+        r.get("tenants").is_none(),
+        "a single seller's report: {out}"
+    );
     assert_eq!(n("events"), 60, "{out}");
     assert_eq!(n("mismatched_buyers"), 0, "{out}");
     assert_eq!(n("duplicate_creates"), 0, "{out}");
@@ -104,6 +111,51 @@ fn chaos_on_the_embedded_default_loses_nothing_and_applies_nothing_twice() -> Re
     assert_eq!(n("kills_mid_batch"), 2, "{out}");
     assert_eq!(n("refused_deliveries"), 0, "{out}");
     assert_eq!(n("parked_without_reason"), 0, "{out}");
+    assert!(status.success(), "enroll chaos exited with {status}: {out}");
+    Ok(())
+}
+
+/// Two sellers on one `enroll dev --tenants` child, killed mid-batch: each tenant's plan has
+/// the same event ids with buyers of its own, and some deliveries go to the other tenant's
+/// path signed with the wrong secret.
+#[test]
+fn chaos_with_two_tenants_keeps_each_sellers_buyers_in_its_own_workspace() -> Result<()> {
+    let (r, out, status) = run_chaos(
+        "--tenants 2 --events 40 --fault-rate 0.2 --kills 2 --seed 5 --timeout-secs 240",
+    )?;
+    let tenants = r["tenants"].as_array().context(out.clone())?;
+    let names: Vec<&str> = tenants
+        .iter()
+        .filter_map(|t| t["tenant"].as_str())
+        .collect();
+    assert_eq!(names, ["alpha", "beta"], "{out}");
+    for t in tenants {
+        let n = |k: &str| count(t, k);
+        let name = t["tenant"].as_str().unwrap_or_default();
+        let at = format!("{name}: {out}");
+        // A shared event id applied once in each tenant: all its 40 events, no account twice.
+        assert_eq!(n("events"), 40, "{at}");
+        assert_eq!(n("applied_after_replay"), 40, "{at}");
+        assert_eq!(n("refused_deliveries"), 0, "{at}");
+        assert_eq!(n("lost"), 0, "{at}");
+        assert_eq!(n("lost_before_replay"), 0, "{at}");
+        assert_eq!(n("parked_without_reason"), 0, "{at}");
+        assert_eq!(n("duplicate_creates"), 0, "{at}");
+        assert_eq!(n("duplicate_records"), 0, "{at}");
+        // Every buyer has exactly the Groups its ledger says, in its own workspace.
+        assert_eq!(n("mismatched_buyers"), 0, "{at}");
+        assert_eq!(n("ledger_disagreements"), 0, "{at}");
+        // Isolation: the other tenant's signature gets 401 and changes nothing.
+        assert!(n("misrouted") >= 1, "{at}");
+        assert_eq!(n("misrouted_refused"), n("misrouted"), "{at}");
+        assert_eq!(n("misrouted_accepted"), 0, "{at}");
+        assert_eq!(n("foreign_users"), 0, "{at}");
+        assert_eq!(n("foreign_records"), 0, "{at}");
+    }
+    assert_eq!(count(&r, "events"), 80, "{out}");
+    assert_eq!(count(&r, "applied_after_replay"), 80, "{out}");
+    assert_eq!(count(&r, "kills_mid_batch"), 2, "{out}");
+    assert_eq!(count(&r, "unexpected_exits"), 0, "{out}");
     assert!(status.success(), "enroll chaos exited with {status}: {out}");
     Ok(())
 }

@@ -190,6 +190,11 @@ pub struct ChaosArgs {
     /// The longest each worker phase may take to drain the queues.
     #[arg(long, default_value_t = 1800)]
     timeout_secs: u64,
+    /// Sellers served by one `enroll dev --tenants` child (up to 4: alpha, beta, ...), each
+    /// with its own workspace, secrets and --events events, sharing event ids; 1 is the
+    /// single seller.
+    #[arg(long, default_value_t = 1)]
+    tenants: usize,
 }
 
 pub async fn chaos(a: ChaosArgs) -> anyhow::Result<()> {
@@ -204,6 +209,7 @@ pub async fn chaos(a: ChaosArgs) -> anyhow::Result<()> {
         enroll: std::env::current_exe().context("locating the enroll executable")?,
         data_dir: a.data_dir,
         timeout: Duration::from_secs(a.timeout_secs),
+        tenants: a.tenants,
     })
     .await?;
     if a.json {

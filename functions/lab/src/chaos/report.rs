@@ -50,6 +50,41 @@ pub struct ChaosReport {
     pub parked_by_crash: usize,
     pub drained: bool,
     pub seconds: f64,
+    /// With several tenants, each one's figures; the fields above then add theirs up (the
+    /// kills, exits and seconds are the one child's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantReport>,
+}
+
+/// One tenant's figures in a run with several.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantReport {
+    pub tenant: String,
+    #[serde(flatten)]
+    pub figures: ChaosReport,
+    /// Deliveries of another tenant, signed with that tenant's secret, posted to this
+    /// tenant's path.
+    pub misrouted: usize,
+    /// Of those, answered 401: must be all.
+    pub misrouted_refused: usize,
+    /// Of those, accepted (2xx): must be 0.
+    pub misrouted_accepted: usize,
+    /// Users in this tenant's workspace who are buyers of another tenant: must be 0.
+    pub foreign_users: usize,
+    /// Idempotency keys in this tenant's store that none of its accepted deliveries made:
+    /// must be 0.
+    pub foreign_records: usize,
+}
+
+impl TenantReport {
+    /// Whether every promise held for this tenant, its isolation included.
+    pub fn passed(&self) -> bool {
+        self.figures.passed()
+            && self.misrouted_refused == self.misrouted
+            && self.misrouted_accepted == 0
+            && self.foreign_users == 0
+            && self.foreign_records == 0
+    }
 }
 
 impl ChaosReport {
@@ -69,6 +104,34 @@ impl ChaosReport {
             && self.unexpected_exits == 0
             && self.duplicate_records == 0
             && self.parked_by_crash == 0
+            && self.tenants.iter().all(TenantReport::passed)
+    }
+
+    /// Adds another tenant's counts to these (the figures of the shared child, its kills,
+    /// exits and seconds, stay).
+    pub(super) fn add(&mut self, t: &ChaosReport) {
+        self.events += t.events;
+        self.buyers += t.buyers;
+        self.mismatched_buyers += t.mismatched_buyers;
+        self.duplicate_creates += t.duplicate_creates;
+        self.lost += t.lost;
+        self.dlq_before_replay += t.dlq_before_replay;
+        self.applied_after_replay += t.applied_after_replay;
+        self.deliveries += t.deliveries;
+        self.duplicate_deliveries += t.duplicate_deliveries;
+        self.early_refunds += t.early_refunds;
+        self.late_refunds += t.late_refunds;
+        self.refused_deliveries += t.refused_deliveries;
+        self.requests += t.requests;
+        self.lost_before_replay += t.lost_before_replay;
+        self.applied_before_replay += t.applied_before_replay;
+        self.parked_without_reason += t.parked_without_reason;
+        self.mismatched_before_replay += t.mismatched_before_replay;
+        self.ledger_disagreements += t.ledger_disagreements;
+        self.unaligned_buyers += t.unaligned_buyers;
+        self.duplicate_records += t.duplicate_records;
+        self.parked_by_crash += t.parked_by_crash;
+        self.drained &= t.drained;
     }
 }
 
@@ -93,5 +156,26 @@ pub fn print(r: &ChaosReport) {
         "after replay:  {} applied, {} lost, {} buyers mismatched, {} duplicate creates",
         r.applied_after_replay, r.lost, r.mismatched_buyers, r.duplicate_creates
     );
+    for t in &r.tenants {
+        let f = &t.figures;
+        println!(
+            "tenant {}: {} events for {} buyers, {} requests; before replay {} applied, {} parked; after replay {} applied, {} lost, {} mismatched, {} duplicate creates; {}/{} misrouted refused with 401, {} foreign users, {} foreign keys: {}",
+            t.tenant,
+            f.events,
+            f.buyers,
+            f.requests,
+            f.applied_before_replay,
+            f.dlq_before_replay,
+            f.applied_after_replay,
+            f.lost,
+            f.mismatched_buyers,
+            f.duplicate_creates,
+            t.misrouted_refused,
+            t.misrouted,
+            t.foreign_users,
+            t.foreign_records,
+            if t.passed() { "passed" } else { "FAILED" }
+        );
+    }
     println!("{}", if r.passed() { "PASSED" } else { "FAILED" });
 }

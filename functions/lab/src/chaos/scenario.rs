@@ -59,6 +59,26 @@ pub fn plan(
     early_refunds: f64,
     seed: u64,
 ) -> anyhow::Result<Plan> {
+    plan_for(
+        config,
+        events,
+        duplicates,
+        early_refunds,
+        seed,
+        "example.com",
+    )
+}
+
+/// [`plan`] with the buyers' addresses at `domain`: the same seed gives every tenant the same
+/// deliveries, event ids and order ids, with buyers of its own.
+pub fn plan_for(
+    config: &Config,
+    events: usize,
+    duplicates: f64,
+    early_refunds: f64,
+    seed: u64,
+    domain: &str,
+) -> anyhow::Result<Plan> {
     let mut rng = StdRng::seed_from_u64(seed);
     let refunds_each = ((events as f64) * early_refunds).round() as usize;
     let purchases = events.saturating_sub(2 * refunds_each);
@@ -75,12 +95,20 @@ pub fn plan(
         .collect();
     anyhow::ensure!(!products.is_empty(), "the catalog sells no product");
     let buyers = (purchases * 5 / 8).max(1);
+    let domain = domain.to_lowercase();
+    let capitalised = {
+        let mut c = domain.chars();
+        c.next()
+            .map(|f| f.to_uppercase().chain(c).collect::<String>())
+            .unwrap_or_default()
+    };
+    let buyer = |b: usize| format!("chaos.buyer{b}@{domain}");
     let email = |b: usize, rng: &mut StdRng| {
         // Some buyers type their address with capitals on some checkouts.
         if b % 5 == 0 && rng.gen_bool(0.5) {
-            format!("Chaos.Buyer{b}@Example.com")
+            format!("Chaos.Buyer{b}@{capitalised}")
         } else {
-            format!("chaos.buyer{b}@example.com")
+            buyer(b)
         }
     };
 
@@ -101,7 +129,7 @@ pub fn plan(
         let order = order_id(platform, seed, j);
         let groups: GroupRefs = product.groups.iter().cloned().collect();
         let event = out.buyer_of.len();
-        out.buyer_of.push(format!("chaos.buyer{b}@example.com"));
+        out.buyer_of.push(buyer(b));
         timeline.push((
             j as f64,
             Delivery {
@@ -134,7 +162,7 @@ pub fn plan(
             rng.gen_range(j as f64..purchases as f64) + 0.5
         };
         let event = out.buyer_of.len();
-        out.buyer_of.push(format!("chaos.buyer{b}@example.com"));
+        out.buyer_of.push(buyer(b));
         timeline.push((
             at,
             Delivery {
@@ -158,10 +186,7 @@ pub fn plan(
         }
     }
     for (j, (b, .., groups)) in bought.iter().enumerate() {
-        let entry = out
-            .expected
-            .entry(format!("chaos.buyer{b}@example.com"))
-            .or_default();
+        let entry = out.expected.entry(buyer(*b)).or_default();
         if !refunded.contains(&j) {
             entry.extend(groups.iter().cloned());
         }

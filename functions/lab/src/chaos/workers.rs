@@ -1,5 +1,6 @@
 //! The `enroll dev` children the driver runs on the data directory, and kills with SIGKILL in
-//! the middle of batches, until the queues drain.
+//! the middle of batches, until the queues drain. With tenants, one child serves them all and
+//! the driver watches every tenant's queues and workspace.
 
 use super::{read_queues, read_store, ALIGN, PROVISION};
 use anyhow::Context;
@@ -7,29 +8,40 @@ use chrono::Utc;
 use enroll_core::timings;
 use enroll_embedded::queue::Message;
 use enroll_simulator::SimHandle;
-use std::path::Path;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// What the children run, and what the driver watches while they do.
+pub(super) struct Workers<'a> {
+    pub(super) enroll: &'a Path,
+    /// The arguments after `dev`: exactly what a seller gives, plus a free port.
+    pub(super) args: Vec<OsString>,
+    /// Tokens go through the environment, never a file or the command line.
+    pub(super) tokens: &'a [(&'a str, &'a str)],
+    /// Variables the child must not inherit: with tenants, every `ENROLL_` override, which
+    /// would apply to all tenants alike.
+    pub(super) env_remove: Vec<String>,
+    /// The data directories whose queues and stores are watched: one per tenant.
+    pub(super) dirs: Vec<PathBuf>,
+    /// The simulated workspaces the children call.
+    pub(super) sims: Vec<&'a SimHandle>,
+}
+
 /// The `enroll dev` child. Dropping it kills it, so no child outlives the driver's scope.
-struct DevProcess {
+pub(super) struct DevProcess {
     child: Child,
 }
 
 impl DevProcess {
-    fn spawn(enroll: &Path, dir: &Path, tokens: &[(&str, &str)]) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(enroll);
-        // Exactly what a seller runs, with only its configuration file, data directory and a
-        // free port given: every timing is the shipped default.
+    pub(super) fn spawn(w: &Workers) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(w.enroll);
+        // Exactly what a seller runs, with only its configuration, data directory and a free
+        // port given: every timing is the shipped default.
         cmd.arg("dev")
-            .arg("--config")
-            .arg(dir.join("worker.toml"))
-            .arg("--data-dir")
-            .arg(dir)
-            .arg("--port")
-            .arg("0")
-            // Tokens go through the environment, never a file or the command line.
-            .envs(tokens.iter().copied())
+            .args(&w.args)
+            .envs(w.tokens.iter().copied())
             // Transient failures are expected by the thousand here; the child stays quiet
             // unless RUST_LOG asks otherwise.
             .env(
@@ -39,10 +51,17 @@ impl DevProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        for k in &w.env_remove {
+            cmd.env_remove(k);
+        }
         let child = cmd
             .spawn()
-            .with_context(|| format!("starting {} dev", enroll.display()))?;
+            .with_context(|| format!("starting {} dev", w.enroll.display()))?;
         Ok(Self { child })
+    }
+
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown code runs, exactly as when a Lambda instance is torn down.
@@ -51,7 +70,7 @@ impl DevProcess {
         let _ = self.child.wait();
     }
 
-    fn exited(&mut self) -> bool {
+    pub(super) fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 }
@@ -71,23 +90,30 @@ struct Depths {
     align: usize,
 }
 
-fn depths(dir: &Path) -> anyhow::Result<Depths> {
-    let j = read_queues(dir)?;
+/// The depths of every watched data directory, added up.
+fn depths(dirs: &[PathBuf]) -> anyhow::Result<Depths> {
     let now = Utc::now().timestamp_millis();
-    let provision = j.all::<Message>(PROVISION);
-    Ok(Depths {
-        provision: provision.len(),
-        provision_in_flight: provision
+    let mut d = Depths::default();
+    for dir in dirs {
+        let j = read_queues(dir)?;
+        let provision = j.all::<Message>(PROVISION);
+        d.provision += provision.len();
+        d.provision_in_flight += provision
             .iter()
             .filter(|(_, m)| m.receive_count > 0 && m.visible_at_ms > now)
-            .count(),
-        align: j.all::<Message>(ALIGN).len(),
-    })
+            .count();
+        d.align += j.all::<Message>(ALIGN).len();
+    }
+    Ok(d)
 }
 
 /// Every request the simulator has answered.
 pub(super) fn total_requests(sim: &SimHandle) -> u64 {
     sim.counters().values().sum()
+}
+
+fn all_requests(sims: &[&SimHandle]) -> u64 {
+    sims.iter().map(|s| total_requests(s)).sum()
 }
 
 /// What one phase of worker children came to.
@@ -100,33 +126,39 @@ pub(super) struct Phase {
 }
 
 /// Runs worker children until both queues are empty, killing `kills` of them mid-batch,
-/// spread over the backlog.
+/// spread over the backlog; `running` is a child already started (the one the deliveries
+/// were posted to), else one is started.
 pub(super) async fn run(
-    sim: &SimHandle,
-    dir: &Path,
-    enroll: &Path,
-    tokens: &[(&str, &str)],
+    w: &Workers<'_>,
+    running: Option<DevProcess>,
     kills: usize,
     timeout: Duration,
 ) -> anyhow::Result<Phase> {
-    let initial = depths(dir)?.provision;
+    let initial = depths(&w.dirs)?.provision;
     // Kill when the backlog has shrunk to k/(kills+1) of its size: early, middle, late.
     let at: Vec<usize> = (1..=kills)
         .map(|k| initial * (kills + 1 - k) / (kills + 1))
         .collect();
     let mut phase = Phase::default();
-    let mut worker = DevProcess::spawn(enroll, dir, tokens)?;
-    let mut seen = total_requests(sim);
+    let mut worker = match running {
+        Some(child) => child,
+        None => DevProcess::spawn(w)?,
+    };
+    let mut seen = all_requests(&w.sims);
     let mut journal_len = 0;
     let mut progressed = Instant::now();
     let deadline = Instant::now() + timeout;
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let d = depths(dir)?;
-        let now = total_requests(sim);
+        let d = depths(&w.dirs)?;
+        let now = all_requests(&w.sims);
         let busy = now > seen;
         seen = now;
-        let len = std::fs::metadata(dir.join("queues.log")).map_or(0, |m| m.len());
+        let len: u64 = w
+            .dirs
+            .iter()
+            .map(|dir| std::fs::metadata(dir.join("queues.log")).map_or(0, |m| m.len()))
+            .sum();
         if busy || len != journal_len {
             journal_len = len;
             progressed = Instant::now();
@@ -145,10 +177,10 @@ pub(super) async fn run(
                 in_flight = d.provision_in_flight,
                 "worker killed with SIGKILL mid-batch; restarting it"
             );
-            worker = DevProcess::spawn(enroll, dir, tokens)?;
+            worker = DevProcess::spawn(w)?;
             continue;
         }
-        if d.provision == 0 && d.align == 0 && !changes_unsettled(dir)? {
+        if d.provision == 0 && d.align == 0 && !changes_unsettled(&w.dirs)? {
             phase.drained = true;
             break;
         }
@@ -158,7 +190,7 @@ pub(super) async fn run(
                 phase.unexpected_exits <= 5,
                 "the worker keeps exiting; see its log above"
             );
-            worker = DevProcess::spawn(enroll, dir, tokens)?;
+            worker = DevProcess::spawn(w)?;
         }
         // Retries come back within a minute, and messages a killed child held wait at most
         // one claim plus its margin; longer without a request or a queue change means the
@@ -189,9 +221,15 @@ pub(super) async fn run(
 
 /// Whether some buyer has a Group change whose lost answer may still land; the worker's
 /// expiry pass settles them after their moment.
-fn changes_unsettled(dir: &Path) -> anyhow::Result<bool> {
-    Ok(read_store(dir)?
-        .buyers()
-        .iter()
-        .any(|b| !b.pending_groups.is_empty()))
+fn changes_unsettled(dirs: &[PathBuf]) -> anyhow::Result<bool> {
+    for dir in dirs {
+        if read_store(dir)?
+            .buyers()
+            .iter()
+            .any(|b| !b.pending_groups.is_empty())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
