@@ -170,10 +170,13 @@ pub async fn settle(
     for d in &report.deferred {
         let Some(m) = find(&d.id) else { continue };
         let delay = d.delay.min(enroll_core::timings::MAX_SQS_DELAY);
+        // The tenant's fair-queue group goes with it again (see [`crate::sqs::fair_group`]).
+        let tenant = enroll_core::tenant::tenant_of_message(&m.body).unwrap_or_default();
         let sent = sqs
             .send_message()
             .queue_url(queue_url)
             .message_body(&m.body)
+            .set_message_group_id(crate::sqs::fair_group(queue_url, &tenant))
             .delay_seconds(delay.as_secs().max(1) as i32)
             .send()
             .await;

@@ -53,11 +53,20 @@ impl Queue for SqsQueue {
             .send_message()
             .queue_url(&self.url)
             .message_body(stamp_message(body, &self.tenant))
+            .set_message_group_id(fair_group(&self.url, &self.tenant))
             .send()
             .await
             .map_err(|e| classify("SendMessage", e))?;
         Ok(())
     }
+}
+
+/// The `MessageGroupId` of a tenant's message on a standard queue: SQS fair queues take it as
+/// the tenant, and when one tenant's backlog or slow processing takes a disproportionate share
+/// of the consumers, deliver the other tenants' messages first. None for a single seller, and
+/// for a FIFO queue, where the group means ordering instead.
+pub fn fair_group(queue_url: &str, tenant: &TenantId) -> Option<String> {
+    (!tenant.is_default() && !queue_url.ends_with(".fifo")).then(|| tenant.as_str().to_owned())
 }
 
 /// One stage's dead-letter queue, written directly for permanent failures so they burn no
@@ -279,6 +288,15 @@ pub async fn delete(client: &Client, queue_url: &str, receipt_handle: &str) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tenants_get_a_fair_queue_group_on_standard_queues_only() {
+        let acme = TenantId::parse("acme").unwrap();
+        let std_q = "https://sqs.us-east-1.amazonaws.com/1/enroll-provision";
+        assert_eq!(fair_group(std_q, &acme).as_deref(), Some("acme"));
+        assert_eq!(fair_group(std_q, &TenantId::default_tenant()), None);
+        assert_eq!(fair_group("https://x/1/enroll-notify.fifo", &acme), None);
+    }
 
     #[test]
     fn truncation_respects_characters() {
