@@ -20,7 +20,7 @@ use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
 use enroll_core::tenant::TenantId;
 use enroll_platforms::Sample;
-use enroll_simulator::SimHandle;
+use enroll_simulator::{FaultAction, FaultRule, Faults, SimHandle};
 use enroll_tests::event_source::{batch_failures, deliver, Source};
 use enroll_tests::lambda_watch::{self, LambdaWatch};
 use enroll_tests::moto::{self, REGION};
@@ -104,6 +104,15 @@ async fn post(
 fn in_group(sim: &SimHandle, email: &str) -> bool {
     sim.user_by_email(email)
         .is_some_and(|u| sim.group_members(GROUP).contains(&u.id))
+}
+
+/// Every SCIM request the workspace answered.
+fn scim_requests(sim: &SimHandle) -> u64 {
+    sim.counters()
+        .iter()
+        .filter(|(k, _)| k.contains(" /scim/"))
+        .map(|(_, n)| n)
+        .sum()
 }
 
 fn counter(sim: &SimHandle, endpoint: &str) -> u64 {
@@ -275,6 +284,85 @@ async fn two_sellers_on_one_stack_are_kept_apart_by_the_real_functions() -> Resu
         "{reason}"
     );
 
+    // Fairness: while alpha's SCIM answers 503 to every request, beta's buyers in the very same
+    // provision batch get access, with no more SCIM requests per buyer than bob needed alone
+    // (a batch shares Group changes, so it can be fewer); only alpha's messages come back for
+    // a retry.
+    let per_buyer = scim_requests(&beta.sim);
+    alpha.sim.set_faults(Faults {
+        rules: vec![FaultRule {
+            method: None,
+            path_prefix: Some("/scim".into()),
+            probability: 1.0,
+            remaining: None,
+            action: FaultAction::Status {
+                code: 503,
+                retry_after_secs: None,
+            },
+        }],
+        seed: 7,
+    });
+    for i in 0..3 {
+        let (s, _) = post(
+            &mut watch,
+            &alpha_path,
+            &alpha.signer,
+            &purchase(&format!("a{i}@alpha.example"), &format!("evt_1Down{i}")),
+        )
+        .await?;
+        ensure!(s == 202);
+        let (s, _) = post(
+            &mut watch,
+            &beta_path,
+            &beta.signer,
+            &purchase(&format!("b{i}@beta.example"), &format!("evt_1Up{i}")),
+        )
+        .await?;
+        ensure!(s == 202);
+    }
+    let (event, handles) = provision_q.receive_event(10).await?;
+    let records = event["Records"].as_array().map_or(0, Vec::len);
+    ensure!(
+        records == 6,
+        "one batch with both sellers' 6 events: {records}"
+    );
+    let response = watch.invoke("provision", &event).await?;
+    let failed: Vec<String> = batch_failures(&response)?
+        .iter()
+        .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(
+        failed.len() == 3,
+        "alpha's 3 come back for a retry: {response}"
+    );
+    for r in event["Records"].as_array().into_iter().flatten() {
+        let id = r["messageId"].as_str().unwrap_or_default();
+        let tenant = enroll_core::tenant::tenant_of_message(r["body"].as_str().unwrap_or("{}"))?;
+        ensure!(
+            failed.iter().any(|f| f == id) == (tenant == alpha.name),
+            "only alpha's fail"
+        );
+    }
+    ensure!(
+        (0..3).all(|i| in_group(&beta.sim, &format!("b{i}@beta.example"))),
+        "beta's buyers in"
+    );
+    ensure!((0..3).all(|i| alpha
+        .sim
+        .user_by_email(&format!("a{i}@alpha.example"))
+        .is_none()));
+    ensure!(
+        scim_requests(&beta.sim) - per_buyer <= 3 * per_buyer,
+        "beta: {} SCIM requests for 3 buyers, {per_buyer} for one before",
+        scim_requests(&beta.sim) - per_buyer
+    );
+    for (id, handle) in &handles {
+        if !failed.contains(id) {
+            enroll_aws::delete(&provision_q.pair.client, &provision_q.pair.url, handle).await?;
+        }
+    }
+    alpha.sim.set_faults(Faults::default());
+
     // What each seller's invocations counted carries its Tenant dimension (checked by the
     // independent EMF checker), and adds up without it too.
     let log = std::fs::read_to_string(watch.log_path())?;
@@ -290,8 +378,8 @@ async fn two_sellers_on_one_stack_are_kept_apart_by_the_real_functions() -> Resu
             .flat_map(|d| d.values.clone())
             .sum()
     };
-    ensure!(accepted_for("alpha") == 2.0, "alpha accepted 2");
-    ensure!(accepted_for("beta") == 1.0, "beta accepted 1");
+    ensure!(accepted_for("alpha") == 5.0, "alpha accepted 5");
+    ensure!(accepted_for("beta") == 4.0, "beta accepted 4");
     ensure!(
         !log.contains(ada) && !log.contains("whsec_alpha_signing"),
         "no address or secret in the logs"
