@@ -162,6 +162,7 @@ async fn dlq_list_consumes_nothing_on_the_embedded_queues() -> Result<()> {
     let dead = QueueDeadLetters {
         dlq: dlq.clone(),
         source: "provision".into(),
+        tenant: None,
     };
     for i in 0..3 {
         dead.park(&format!("body {i}"), &parked(i)).await?;

@@ -342,6 +342,8 @@ impl Queue for EmbeddedQueue {
 pub struct QueueDeadLetters {
     pub dlq: Arc<EmbeddedQueue>,
     pub source: String,
+    /// The tenant of `enroll dev --tenants` whose queue this is: the `enroll.tenant` attribute.
+    pub tenant: Option<String>,
 }
 
 pub fn parked_attributes(why: &ParkedReason, source: &str) -> BTreeMap<String, String> {
@@ -378,12 +380,13 @@ impl DeadLetters for QueueDeadLetters {
                 return Ok(());
             }
         }
-        self.dlq
-            .send_with(body, parked_attributes(why, &self.source))
-            .map(drop)
-            .map_err(|e| {
-                Failure::transient(format!("dead-letter queue unavailable: {e}")).caused_by(&e)
-            })
+        let mut attributes = parked_attributes(why, &self.source);
+        if let Some(t) = &self.tenant {
+            attributes.insert(enroll_core::dead_letters::ATTR_TENANT.to_owned(), t.clone());
+        }
+        self.dlq.send_with(body, attributes).map(drop).map_err(|e| {
+            Failure::transient(format!("dead-letter queue unavailable: {e}")).caused_by(&e)
+        })
     }
 }
 
@@ -476,11 +479,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_tenants_parked_message_names_the_tenant() {
+        let (_, dlq) = queues(5);
+        let why = ParkedReason {
+            reason: "unknown Group".into(),
+            event_key: Some("stripe:evt_1".into()),
+            buyer: None,
+        };
+        for tenant in [Some("acme"), None] {
+            let dead = QueueDeadLetters {
+                dlq: dlq.clone(),
+                source: "provision".into(),
+                tenant: tenant.map(str::to_owned),
+            };
+            dead.park(&format!("body {tenant:?}"), &why).await.unwrap();
+        }
+        let parked = dlq.peek();
+        let tenant = enroll_core::dead_letters::ATTR_TENANT;
+        assert_eq!(
+            parked[0].attributes.get(tenant).map(String::as_str),
+            Some("acme")
+        );
+        assert!(!parked[1].attributes.contains_key(tenant));
+    }
+
+    #[tokio::test]
     async fn a_duplicate_delivery_that_fails_for_good_is_parked_once() {
         let (_, dlq) = queues(5);
         let dead = QueueDeadLetters {
             dlq: dlq.clone(),
             source: "provision".into(),
+            tenant: None,
         };
         let why = ParkedReason {
             reason: "unknown Group".into(),

@@ -65,6 +65,8 @@ pub struct Runtime {
     pub simulator: Option<SimHandle>,
     pub timings: Timings,
     data_dir: Option<PathBuf>,
+    /// Set once by `enroll dev --tenants`: whose runtime this is (parked messages name it).
+    tenant: std::sync::OnceLock<enroll_core::tenant::TenantId>,
 }
 
 /// The fewest batches each stage handles at once, as Lambda runs several instances: two, so a
@@ -270,7 +272,13 @@ impl Runtime {
             outbound_endpoints,
             simulator,
             data_dir,
+            tenant: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Marks this runtime as `tenant`'s (once; a later call changes nothing).
+    pub fn set_tenant(&self, tenant: enroll_core::tenant::TenantId) {
+        let _ = self.tenant.set(tenant);
     }
 
     /// Both stages' dead-letter queues, for the operator.
@@ -319,6 +327,7 @@ impl Runtime {
         let dead = QueueDeadLetters {
             dlq: self.notify_dlq().clone(),
             source: "notify".into(),
+            tenant: self.tenant.get().map(|t| t.as_str().to_owned()),
         };
         let queue = &self.notify_queue;
         let received = queue.receive(10, wait).await?;
@@ -336,6 +345,7 @@ impl Runtime {
         let dead = QueueDeadLetters {
             dlq: self.provision_dlq().clone(),
             source: "provision".into(),
+            tenant: self.tenant.get().map(|t| t.as_str().to_owned()),
         };
         let queue = &self.provision_queue;
         let msgs = queue.receive(10, wait).await?;
@@ -362,6 +372,7 @@ impl Runtime {
         let dead = QueueDeadLetters {
             dlq: self.align_dlq().clone(),
             source: "align".into(),
+            tenant: self.tenant.get().map(|t| t.as_str().to_owned()),
         };
         let queue = &self.align_queue;
         let msgs = queue.receive(10, wait).await?;

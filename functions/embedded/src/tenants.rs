@@ -93,6 +93,7 @@ impl Tenants {
             })
             .await
             .with_context(|| format!("starting tenant {tenant}"))?;
+            rt.set_tenant(tenant.clone());
             runtimes.insert(tenant.as_str().to_owned(), rt);
         }
         Ok(Self { runtimes })
