@@ -6,6 +6,12 @@
 //! of it). An unfiltered replay uses SQS's message move task; a filtered one, or one against an
 //! endpoint override (moto has no move task), receives, sends and deletes. A move task moves
 //! messages unseen, so those are not recorded in buyers' histories.
+//!
+//! On a deployment serving several sellers, [`SqsDeadLetterAdmin::for_tenant`] sees one
+//! tenant's messages only: those whose `enroll.tenant` attribute, or body `tenant` field when
+//! the attribute is absent, names it. The others are received with the rest and made visible
+//! again untouched. A replay sends a body back unchanged: it names its tenant already. A
+//! tenant's replay never uses the move task, which would move every tenant's messages.
 
 use crate::sqs::{delete, receive_batch, ReceiveOptions, ReceivedMessage};
 use async_trait::async_trait;
@@ -16,6 +22,7 @@ use enroll_core::dead_letters::{
     buyer_of, DeadLetterAdmin, ParkedMessage, QueueStage, RawParked, ReplayReport, ReplayRequest,
 };
 use enroll_core::ports::RateBudget;
+use enroll_core::tenant::TenantId;
 use enroll_core::Failure;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -43,7 +50,26 @@ fn sqs_failure(what: &str, e: impl std::fmt::Display) -> Failure {
     Failure::transient(format!("{what}: {e}"))
 }
 
+/// One tenant's view of a stage's queues: [`SqsDeadLetterAdmin::for_tenant`].
+pub struct TenantDeadLetterAdmin {
+    pub admin: SqsDeadLetterAdmin,
+    pub tenant: TenantId,
+}
+
+/// Whether a described message is `only`'s (every message is, without a tenant).
+fn is_of(parked: &ParkedMessage, only: Option<&TenantId>) -> bool {
+    only.is_none_or(|t| parked.tenant.as_deref().unwrap_or("") == t.as_str())
+}
+
 impl SqsDeadLetterAdmin {
+    /// The same queues, seen as `tenant`'s: listing, replay and delete act on its messages only.
+    pub fn for_tenant(self, tenant: TenantId) -> TenantDeadLetterAdmin {
+        TenantDeadLetterAdmin {
+            admin: self,
+            tenant,
+        }
+    }
+
     fn describe(&self, m: &ReceivedMessage, now: DateTime<Utc>) -> ParkedMessage {
         let raw = RawParked {
             id: m.message_id.clone(),
@@ -110,6 +136,7 @@ impl SqsDeadLetterAdmin {
         pace: Option<&dyn RateBudget>,
         now: DateTime<Utc>,
         send_back: bool,
+        only: Option<&TenantId>,
     ) -> Result<ReplayReport, Failure> {
         let mut report = ReplayReport::new(self.stage, req.dry_run, method);
         let visibility = if req.dry_run {
@@ -120,6 +147,12 @@ impl SqsDeadLetterAdmin {
         let mut untouched = Vec::new();
         for m in self.receive_all(visibility).await? {
             let parked = self.describe(&m, now);
+            // Another tenant's message is neither moved nor counted as kept: it is not this
+            // tenant's to see.
+            if !is_of(&parked, only) {
+                untouched.push(m);
+                continue;
+            }
             if !req.selection.matches(&parked) {
                 report.kept += 1;
                 untouched.push(m);
@@ -136,12 +169,22 @@ impl SqsDeadLetterAdmin {
             if send_back {
                 // The notify queue is FIFO: a delivery goes back into its group.
                 let fifo = crate::outbound::fifo_ids(&self.source_url, &m.body);
+                // A standard queue's group is the tenant (SQS fair queues), as when it was
+                // first sent.
+                let group = match &fifo {
+                    Some(f) => Some(f.0.clone()),
+                    None => parked
+                        .tenant
+                        .as_deref()
+                        .and_then(|t| TenantId::parse(t).ok())
+                        .and_then(|t| crate::sqs::fair_group(&self.source_url, &t)),
+                };
                 let sent = self
                     .client
                     .send_message()
                     .queue_url(&self.source_url)
                     .message_body(&m.body)
-                    .set_message_group_id(fifo.as_ref().map(|f| f.0.clone()))
+                    .set_message_group_id(group)
                     .set_message_deduplication_id(fifo.map(|f| f.1))
                     .send()
                     .await;
@@ -234,6 +277,22 @@ impl SqsDeadLetterAdmin {
             return Ok(report);
         }
     }
+
+    /// Every parked message (`only`'s, with a tenant), consuming nothing.
+    async fn list_of(
+        &self,
+        now: DateTime<Utc>,
+        only: Option<&TenantId>,
+    ) -> Result<Vec<ParkedMessage>, Failure> {
+        let held = self.receive_all(LIST_VISIBILITY_SECS).await?;
+        let out = held
+            .iter()
+            .map(|m| self.describe(m, now))
+            .filter(|p| is_of(p, only))
+            .collect();
+        self.release(&held).await;
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -243,10 +302,7 @@ impl DeadLetterAdmin for SqsDeadLetterAdmin {
     }
 
     async fn list(&self, now: DateTime<Utc>) -> Result<Vec<ParkedMessage>, Failure> {
-        let held = self.receive_all(LIST_VISIBILITY_SECS).await?;
-        let out = held.iter().map(|m| self.describe(m, now)).collect();
-        self.release(&held).await;
-        Ok(out)
+        self.list_of(now, None).await
     }
 
     async fn replay(
@@ -264,7 +320,7 @@ impl DeadLetterAdmin for SqsDeadLetterAdmin {
                 ),
             }
         }
-        self.each_selected(req, "receive-send-delete", pace, now, true)
+        self.each_selected(req, "receive-send-delete", pace, now, true, None)
             .await
     }
 
@@ -273,6 +329,41 @@ impl DeadLetterAdmin for SqsDeadLetterAdmin {
         req: &ReplayRequest,
         now: DateTime<Utc>,
     ) -> Result<ReplayReport, Failure> {
-        self.each_selected(req, "delete", None, now, false).await
+        self.each_selected(req, "delete", None, now, false, None)
+            .await
+    }
+}
+
+#[async_trait]
+impl DeadLetterAdmin for TenantDeadLetterAdmin {
+    fn stage(&self) -> QueueStage {
+        self.admin.stage
+    }
+
+    async fn list(&self, now: DateTime<Utc>) -> Result<Vec<ParkedMessage>, Failure> {
+        self.admin.list_of(now, Some(&self.tenant)).await
+    }
+
+    async fn replay(
+        &self,
+        req: &ReplayRequest,
+        pace: Option<&dyn RateBudget>,
+        now: DateTime<Utc>,
+    ) -> Result<ReplayReport, Failure> {
+        let only = Some(&self.tenant);
+        self.admin
+            .each_selected(req, "receive-send-delete", pace, now, true, only)
+            .await
+    }
+
+    async fn delete(
+        &self,
+        req: &ReplayRequest,
+        now: DateTime<Utc>,
+    ) -> Result<ReplayReport, Failure> {
+        let only = Some(&self.tenant);
+        self.admin
+            .each_selected(req, "delete", None, now, false, only)
+            .await
     }
 }

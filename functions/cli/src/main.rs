@@ -50,7 +50,8 @@ enum Command {
     /// The seller console: buyers, access, dead letters, the audit, the catalog, activity and
     /// the setup check in a browser, on 127.0.0.1 behind a token it prints.
     Console(console::ConsoleArgs),
-    /// Sellers of `enroll dev --tenants DIR`: add, list or remove a tenant's configuration.
+    /// Sellers of `enroll dev --tenants DIR`, or of a stack with --stack: add, list, remove,
+    /// rotate-secret.
     Tenant(tenant::TenantArgs),
     /// Measure throughput against the Notion simulator: ingest per core, provision against the
     /// rate limit, backfill requests, and each function binary's start time and memory.
@@ -106,6 +107,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Ops(cmd) => ops::run(cmd).await,
         Command::Doctor(a) => doctor::doctor(a).await,
         Command::Console(a) => console::console(a).await,
-        Command::Tenant(a) => tenant::tenant(a),
+        Command::Tenant(a) => tenant::tenant(a).await,
     }
 }

@@ -9,15 +9,22 @@
 //! that write the ledger (`backfill apply`, `audit --fix`) refuse and ask for it to be stopped.
 //! [`running_dev`] is that rule for every command (`status`, `link` and `expire` too): it finds
 //! the running `enroll dev` from the address and token in the data directory.
+//!
+//! `--tenant NAME` narrows any target to one seller: locally its data directory under
+//! `<data-dir>/tenants/<name>/`; on a stack its configuration (the tenant's item and secret,
+//! never `--config` or the `ENROLL_*` variables, which are the single seller's), its keys in
+//! the table (`t#<name>#...`) and its parked messages.
 
 use anyhow::{anyhow, bail, Context};
 use aws_config::SdkConfig;
 use clap::{Args, ValueEnum};
 use enroll_aws::dead_letters::SqsDeadLetterAdmin;
+use enroll_aws::tenants::TenantRegistry;
 use enroll_aws::{DynamoHistory, DynamoStore};
 use enroll_core::config::{Config, Secret};
 use enroll_core::dead_letters::{DeadLetterAdmin, QueueStage};
 use enroll_core::ports::HistoryLog;
+use enroll_core::tenant::TenantId;
 use enroll_embedded::admin_client::{running_dev, DevAdmin, SimulatedScim};
 use enroll_embedded::dead_letters::EmbeddedDeadLetters;
 use enroll_embedded::journal::Journal;
@@ -40,6 +47,19 @@ pub const OUT_NOTIFY_QUEUE: &str = "NotifyQueueUrl";
 pub const OUT_NOTIFY_DLQ: &str = "NotifyDeadLetterQueueUrl";
 pub const OUT_TABLE: &str = "TableName";
 pub const OUT_SECRET: &str = "SecretArn";
+pub const OUT_WEBHOOK_BASE: &str = "WebhookBaseUrl";
+/// Tenants' secrets are this prefix and the tenant's name.
+pub const OUT_TENANT_SECRET_PREFIX: &str = "TenantSecretPrefix";
+
+/// The stack's tenant secret prefix: its output, else the template's form `<stack>/tenant/`
+/// (a stack deployed before the output existed).
+pub fn tenant_secret_prefix(stack: &str, outputs: &HashMap<String, String>) -> String {
+    outputs
+        .get(OUT_TENANT_SECRET_PREFIX)
+        .filter(|p| !p.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("{stack}/tenant/"))
+}
 
 /// Which stage's queues, as the flag `--queue` names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -70,9 +90,10 @@ pub struct TargetArgs {
     /// The embedded default's data directory.
     #[arg(long, default_value = ".enroll")]
     pub data_dir: PathBuf,
-    /// A tenant of `enroll dev --tenants DIR`: act on its data, `<data-dir>/tenants/<name>/`
-    /// (and its running admin listener). Pass its `<name>.toml` as `--config` where a command
-    /// reads the catalog without `enroll dev` running.
+    /// One tenant. Locally (`enroll dev --tenants DIR`): its data, `<data-dir>/tenants/<name>/`
+    /// (and its running admin listener); pass its `<name>.toml` as `--config` where a command
+    /// reads the catalog without `enroll dev` running. On a stack: its configuration and
+    /// secret (`enroll tenant add`), its ledger and its parked messages.
     #[arg(long, value_parser = parse_tenant)]
     pub tenant: Option<enroll_core::tenant::TenantId>,
     /// The admin address of a running `enroll dev`, which owns the data directory while it
@@ -114,6 +135,7 @@ pub struct AwsResources {
     pub notify_queue_url: Option<String>,
     pub notify_dlq_url: Option<String>,
     pub secret_id: Option<String>,
+    pub tenant_secret_prefix: Option<String>,
 }
 
 impl AwsResources {
@@ -129,6 +151,7 @@ impl AwsResources {
             notify_queue_url: get(OUT_NOTIFY_QUEUE),
             notify_dlq_url: get(OUT_NOTIFY_DLQ),
             secret_id: get(OUT_SECRET),
+            tenant_secret_prefix: get(OUT_TENANT_SECRET_PREFIX),
         }
     }
 
@@ -209,21 +232,55 @@ impl TargetArgs {
                 },
             );
         }
-        if let Some(t) = &self.tenant {
-            bail!("--tenant {t} acts on a local enroll dev --tenants only; a stack's tenants are not built yet");
-        }
         let sdk = enroll_aws::sdk_config().await;
-        let from_stack = match &self.stack {
+        let mut from_stack = match &self.stack {
             Some(name) => AwsResources::from_outputs(&stack_outputs(&sdk, name).await?),
             None => AwsResources::default(),
         };
+        if let Some(name) = &self.stack {
+            let prefix = from_stack.tenant_secret_prefix.take();
+            from_stack.tenant_secret_prefix =
+                Some(prefix.unwrap_or_else(|| format!("{name}/tenant/")));
+        }
+        let res = from_stack.overridden_by(self);
+        let tenant = match &self.tenant {
+            Some(t) => Some(StackTenant::load(&sdk, &res, t).await?),
+            None => None,
+        };
         Ok(LocalTarget::Stack(Box::new(Aws {
-            res: from_stack.overridden_by(self),
+            res,
             endpoint_override: sdk.endpoint_url().is_some()
                 || std::env::var_os("AWS_ENDPOINT_URL_SQS").is_some(),
             sdk,
             args: self.clone(),
+            tenant,
         })))
+    }
+}
+
+/// The tenant a stack command acts on, loaded once: its configuration as the functions load it.
+pub struct StackTenant {
+    pub id: TenantId,
+    pub config: Config,
+}
+
+impl StackTenant {
+    async fn load(sdk: &SdkConfig, res: &AwsResources, tenant: &TenantId) -> anyhow::Result<Self> {
+        let (Some(table), Some(prefix)) = (&res.table, &res.tenant_secret_prefix) else {
+            bail!("--tenant {tenant} on AWS needs the stack's tenants: pass --stack NAME");
+        };
+        let registry = TenantRegistry::new(sdk, table, prefix);
+        let config = registry
+            .load(tenant)
+            .await
+            .map_err(|f| anyhow!(f.reason))?
+            .ok_or_else(|| {
+                anyhow!("no tenant {tenant} on this stack (enroll tenant list --stack NAME)")
+            })?;
+        Ok(Self {
+            id: tenant.clone(),
+            config,
+        })
     }
 }
 
@@ -269,6 +326,8 @@ pub struct Aws {
     /// An endpoint override (moto, LocalStack): SQS's message move task is not tried there.
     pub endpoint_override: bool,
     pub args: TargetArgs,
+    /// `--tenant`'s configuration, loaded when the target was resolved.
+    pub tenant: Option<StackTenant>,
 }
 
 impl LocalTarget {
@@ -333,11 +392,11 @@ impl LocalTarget {
                 Some(Arc::new(store.with_history_retention(days(args))))
             }
             LocalTarget::Stack(aws) => {
-                let table = aws.res.table.as_ref()?;
-                let client = aws_sdk_dynamodb::Client::new(&aws.sdk);
-                Some(Arc::new(
-                    DynamoHistory::new(client, table).with_retention(days(&aws.args)),
-                ))
+                let days = match &aws.tenant {
+                    Some(t) => t.config.history.retention_days,
+                    None => days(&aws.args),
+                };
+                Some(Arc::new(aws.dynamo_history(days).ok()?))
             }
         }
     }
@@ -442,35 +501,64 @@ impl Aws {
                         if what == "queue" { "queue" } else { "dlq" }
                     )
                 };
-                Ok(Arc::new(SqsDeadLetterAdmin {
+                let admin = SqsDeadLetterAdmin {
                     stage,
                     client: client.clone(),
                     source_url: source.ok_or_else(|| missing("queue"))?.clone(),
                     dlq_url: dlq.ok_or_else(|| missing("dead-letter queue"))?.clone(),
                     move_task: !self.endpoint_override,
-                }) as Arc<dyn DeadLetterAdmin>)
+                };
+                Ok(match &self.tenant {
+                    Some(t) => Arc::new(admin.for_tenant(t.id.clone())) as Arc<dyn DeadLetterAdmin>,
+                    None => Arc::new(admin),
+                })
             })
             .collect()
     }
 
-    pub fn ledger(&self) -> anyhow::Result<Ledger> {
-        let table = self
-            .res
+    fn table(&self) -> anyhow::Result<&String> {
+        self.res
             .table
-            .clone()
-            .ok_or_else(|| anyhow!("no table: pass --stack or --table"))?;
-        let client = aws_sdk_dynamodb::Client::new(&self.sdk);
-        let days = self.args.load_config()?.history.retention_days;
-        let history = DynamoHistory::new(client.clone(), &table).with_retention(days);
+            .as_ref()
+            .ok_or_else(|| anyhow!("no table: pass --stack or --table"))
+    }
+
+    /// The store on the stack's table: the tenant's keys with `--tenant`.
+    pub fn store(&self) -> anyhow::Result<DynamoStore> {
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&self.sdk), self.table()?);
+        Ok(match &self.tenant {
+            Some(t) => store.for_tenant(t.id.clone()),
+            None => store,
+        })
+    }
+
+    /// Buyers' histories on the stack's table: the tenant's with `--tenant`.
+    pub fn dynamo_history(&self, retention_days: u32) -> anyhow::Result<DynamoHistory> {
+        let history = DynamoHistory::new(aws_sdk_dynamodb::Client::new(&self.sdk), self.table()?)
+            .with_retention(retention_days);
+        Ok(match &self.tenant {
+            Some(t) => history.for_tenant(t.id.clone()),
+            None => history,
+        })
+    }
+
+    pub fn ledger(&self) -> anyhow::Result<Ledger> {
+        let days = match &self.tenant {
+            Some(t) => t.config.history.retention_days,
+            None => self.args.load_config()?.history.retention_days,
+        };
         Ok(Ledger::new(
-            DynamoStore::new(client, table),
-            Arc::new(history),
+            self.store()?,
+            Arc::new(self.dynamo_history(days)?),
         ))
     }
 
-    /// The configuration file with the stack's secrets (the SCIM token) and then the
-    /// `ENROLL_*` environment applied.
+    /// The tenant's configuration with `--tenant`; otherwise the configuration file with the
+    /// stack's secrets (the SCIM token) and then the `ENROLL_*` environment applied.
     pub async fn config(&self) -> anyhow::Result<Config> {
+        if let Some(t) = &self.tenant {
+            return Ok(t.config.clone());
+        }
         let mut cfg = self.args.load_config()?;
         if let Some(id) = &self.res.secret_id {
             let client = aws_sdk_secretsmanager::Client::new(&self.sdk);

@@ -72,6 +72,10 @@ pub struct ParkedMessage {
     /// Masked, never the address.
     pub buyer: Option<String>,
     pub parked_at: Option<DateTime<Utc>>,
+    /// The tenant whose message it is: the `enroll.tenant` attribute, else the body's `tenant`
+    /// field; `None` for a single seller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A parked message as an adapter holds it, before it is described for the operator.
@@ -113,6 +117,16 @@ impl ParkedMessage {
                 .or(body_buyer)
                 .map(|b| mask_if_email(&b)),
             parked_at,
+            tenant: attrs
+                .get(ATTR_TENANT)
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .or_else(|| {
+                    crate::tenant::tenant_of_message(raw.body)
+                        .ok()
+                        .filter(|t| !t.is_default())
+                        .map(|t| t.as_str().to_owned())
+                }),
         }
     }
 
@@ -352,6 +366,7 @@ mod tests {
             event_key: key.map(str::to_owned),
             buyer: None,
             parked_at: None,
+            tenant: None,
         }
     }
 

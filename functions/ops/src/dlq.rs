@@ -10,10 +10,12 @@ pub fn print_list(msgs: &[ParkedMessage]) {
         println!("no parked messages");
         return;
     }
+    // A tenant column only on a deployment whose parked messages name tenants.
+    let tenants = msgs.iter().any(|m| m.tenant.is_some());
     let rows: Vec<Vec<String>> = msgs
         .iter()
         .map(|m| {
-            vec![
+            let mut row = vec![
                 m.queue.as_str().to_owned(),
                 human_age(m.age_secs),
                 m.receive_count.to_string(),
@@ -23,13 +25,18 @@ pub fn print_list(msgs: &[ParkedMessage]) {
                     .as_deref()
                     .map(|r| r.chars().take(80).collect())
                     .unwrap_or_else(|| "-".into()),
-            ]
+            ];
+            if tenants {
+                row.insert(1, m.tenant.clone().unwrap_or_else(|| "-".into()));
+            }
+            row
         })
         .collect();
-    print_table(
-        &["QUEUE", "AGE", "RECEIVES", "EVENT KEY", "BUYER", "REASON"],
-        &rows,
-    );
+    let mut headers = vec!["QUEUE", "AGE", "RECEIVES", "EVENT KEY", "BUYER", "REASON"];
+    if tenants {
+        headers.insert(1, "TENANT");
+    }
+    print_table(&headers, &rows);
     println!("\n{} parked message(s)", msgs.len());
 }
 

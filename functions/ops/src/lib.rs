@@ -10,6 +10,8 @@
 //! - [`doctor`]: `enroll doctor`, the configuration checked against the live services.
 //! - [`summary`]: `enroll status --summary` from a stack's CloudWatch metrics, and the line
 //!   `enroll dev` prints each minute.
+//! - [`tenants`]: `enroll tenant add|list|remove|rotate-secret --stack`, the sellers of a
+//!   deployed stack (their configuration items and secrets).
 //!
 //! Every report has a table view and `--json`; neither ever shows a full email address.
 
@@ -18,6 +20,7 @@ pub mod backfill;
 pub mod dlq;
 pub mod doctor;
 pub mod summary;
+pub mod tenants;
 pub mod workspace;
 
 pub use enroll_core::redact::mask_if_email;

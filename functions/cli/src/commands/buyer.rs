@@ -143,15 +143,9 @@ async fn on_dynamo(config: Config, aws: &crate::target::Aws) -> anyhow::Result<P
         !config.scim.token.is_empty(),
         "no SCIM token: set ENROLL_SCIM_TOKEN (a merge may change the member's Groups)"
     );
-    let table = aws
-        .res
-        .table
-        .clone()
-        .ok_or_else(|| anyhow!("no table: pass --stack or --table"))?;
-    let dynamo = aws_sdk_dynamodb::Client::new(&aws.sdk);
-    let history = enroll_aws::DynamoHistory::new(dynamo.clone(), &table)
-        .with_retention(config.history.retention_days);
-    let store = Arc::new(enroll_aws::DynamoStore::new(dynamo, table));
+    // The tenant's keys with --tenant.
+    let history = aws.dynamo_history(config.history.retention_days)?;
+    let store = Arc::new(aws.store()?);
     let budget = enroll_notion::rate::from_config(config.rate.scim());
     let scim = ScimClient::new(&config.scim, budget)
         .map_err(|f| anyhow!(f.reason))
