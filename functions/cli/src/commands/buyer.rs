@@ -50,6 +50,14 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 let stack = aws.args.stack.as_deref().ok_or_else(|| {
                     anyhow!("the summary of a deployed stack needs its name: --stack NAME")
                 })?;
+                if let Some(t) = &aws.tenant {
+                    // The summary reads the deployment totals, not the Tenant dimension.
+                    eprintln!(
+                        "note: the whole stack's counters, not tenant {}'s alone (its metrics \
+                         carry the Tenant dimension in CloudWatch)",
+                        t.id
+                    );
+                }
                 summary::from_cloudwatch(&aws.sdk, stack, args.hours).await?
             }
             LocalTarget::DataDir { args } => bail!(

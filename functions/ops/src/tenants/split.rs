@@ -179,28 +179,18 @@ mod tests {
     use super::*;
     use enroll_core::ids::Platform;
 
+    // Dotted keys and inline tables too: the split works on the file's tables, whatever the
+    // syntax.
     const FILE: &str = r#"
-[scim]
-base_url = "https://api.notion.com/scim/v2"
-token = "scim-token-of-acme"
-
-[notion]
-token = "notion-token-of-acme"
-database_id = "db1"
-
-[platforms.stripe]
-secrets = ["whsec_stripe_one_of_acme", "whsec_stripe_two_of_acme"]
-
-[[outbound]]
-url = "https://hooks.example.com/enroll"
-secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-events = ["access.granted"]
+scim.token = "scim-token-of-acme"
+notion = { token = "notion-token-of-acme", database_id = "db1" }
+platforms.stripe.secrets = ["whsec_stripe_one_of_acme", "whsec_stripe_two_of_acme"]
+outbound = [{ url = "https://hooks.example.com/enroll", secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", events = ["access.granted"] }]
 
 [[products]]
 id = "course"
 name = "Course"
 groups = [{ name = "Course" }]
-platform_ids = { stripe = ["price_1"] }
 "#;
 
     #[test]
