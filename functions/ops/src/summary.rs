@@ -89,10 +89,15 @@ fn query(
 /// Every query the summary needs: each counted metric from each function that emits it (by
 /// reason for refusals), time to access as p50, p99, maximum and count, and the functions'
 /// errors. The `Function` dimension is the stage name; the stack's functions are
-/// `<stack>-<stage>`.
-fn queries(stack: &str, period: i32) -> Vec<(Read, MetricDataQuery)> {
+/// `<stack>-<stage>`. With a tenant, enroll's own metrics are read with its `Tenant` dimension
+/// as well (the functions publish a tenant's figures with and without it); the functions'
+/// errors stay the whole stack's, as Lambda counts them.
+fn queries(stack: &str, period: i32, tenant: Option<&str>) -> Vec<(Read, MetricDataQuery)> {
     let mut out = Vec::new();
-    let mut push = |read: Read, ns: &str, name: &str, dims: Vec<Dimension>, stat: &str| {
+    let mut push = |read: Read, ns: &str, name: &str, mut dims: Vec<Dimension>, stat: &str| {
+        if let (Some(t), true) = (tenant, ns == NAMESPACE) {
+            dims.push(dimension("Tenant", t));
+        }
         let q = query(out.len(), ns, name, dims, period, stat);
         out.push((read, q));
     };
@@ -139,11 +144,12 @@ fn queries(stack: &str, period: i32) -> Vec<(Read, MetricDataQuery)> {
     out
 }
 
-/// A stack's counters over the last `hours`, from CloudWatch.
+/// A stack's counters over the last `hours`, from CloudWatch: one tenant's when given.
 pub async fn from_cloudwatch(
     sdk: &aws_config::SdkConfig,
     stack: &str,
     hours: u32,
+    tenant: Option<&str>,
 ) -> anyhow::Result<SummaryReport> {
     let hours = hours.clamp(1, 24 * 14);
     let client = aws_sdk_cloudwatch::Client::new(sdk);
@@ -151,7 +157,7 @@ pub async fn from_cloudwatch(
     let start = end - i64::from(hours) * 3600;
     // One period over the whole window: one datapoint per series, percentiles exact over it.
     let period = (hours * 3600) as i32;
-    let reads = queries(stack, period);
+    let reads = queries(stack, period, tenant);
     let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     let mut next: Option<String> = None;
     loop {
@@ -177,7 +183,11 @@ pub async fn from_cloudwatch(
             _ => break,
         }
     }
-    Ok(assemble(stack, hours, &reads, &values))
+    let mut report = assemble(stack, hours, &reads, &values);
+    if let Some(t) = tenant {
+        report.summary.scope = format!("tenant {t} of {}", report.summary.scope);
+    }
+    Ok(report)
 }
 
 fn assemble(
@@ -295,7 +305,7 @@ mod tests {
 
     #[test]
     fn cloudwatch_results_fill_the_summary() {
-        let reads = queries("shop", 86_400);
+        let reads = queries("shop", 86_400, None);
         let id_of = |want: &dyn Fn(&Read) -> bool| {
             reads
                 .iter()
@@ -359,5 +369,33 @@ mod tests {
                 "shop-notify"
             ]
         );
+    }
+
+    #[test]
+    fn a_tenants_summary_reads_its_dimension_and_the_stacks_errors() {
+        let dims = |reads: &[(Read, MetricDataQuery)], ns: &str| -> Vec<Vec<String>> {
+            reads
+                .iter()
+                .filter_map(|(_, q)| q.metric_stat()?.metric())
+                .filter(|m| m.namespace() == Some(ns))
+                .map(|m| {
+                    m.dimensions()
+                        .iter()
+                        .filter_map(|d| d.name().map(str::to_owned))
+                        .collect()
+                })
+                .collect()
+        };
+        let reads = queries("shop", 3600, Some("acme"));
+        assert!(dims(&reads, NAMESPACE)
+            .iter()
+            .all(|d| d.contains(&"Tenant".to_owned())));
+        assert!(dims(&reads, "AWS/Lambda")
+            .iter()
+            .all(|d| !d.contains(&"Tenant".to_owned())));
+        let none = queries("shop", 3600, None);
+        assert!(dims(&none, NAMESPACE)
+            .iter()
+            .all(|d| !d.contains(&"Tenant".to_owned())));
     }
 }

@@ -50,15 +50,8 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
                 let stack = aws.args.stack.as_deref().ok_or_else(|| {
                     anyhow!("the summary of a deployed stack needs its name: --stack NAME")
                 })?;
-                if let Some(t) = &aws.tenant {
-                    // The summary reads the deployment totals, not the Tenant dimension.
-                    eprintln!(
-                        "note: the whole stack's counters, not tenant {}'s alone (its metrics \
-                         carry the Tenant dimension in CloudWatch)",
-                        t.id
-                    );
-                }
-                summary::from_cloudwatch(&aws.sdk, stack, args.hours).await?
+                let tenant = aws.tenant.as_ref().map(|t| t.id.as_str().to_owned());
+                summary::from_cloudwatch(&aws.sdk, stack, args.hours, tenant.as_deref()).await?
             }
             LocalTarget::DataDir { args } => bail!(
                 "no `enroll dev` is running on {}: its counters live in its memory. Start it, or \
