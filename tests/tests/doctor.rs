@@ -331,15 +331,7 @@ async fn a_stack_is_checked_with_its_parameter_secret_and_webhook_output() -> Re
     let secret_arn = secret.arn().expect("an ARN").to_owned();
     let sim = shipped_workspace().await?;
     // Stripe alone, with no secret in the text: the stack's secret provides it.
-    let text = format!(
-        "[scim]\nbase_url = \"{}\"\n\n[notion]\nbase_url = \"{}\"\ndatabase_id = \"{}\"\n\n\
-         [notion.properties]\nproducts = \"Products\"\n\n[platforms.stripe]\n\n\
-         [[products]]\nid = \"notion-mastery\"\nname = \"Notion Mastery\"\n\
-         groups = [{{ name = \"Notion Mastery\" }}]\n",
-        sim.scim_base_url(),
-        sim.notion_base_url(),
-        example().notion.database_id,
-    );
+    let text = stripe_only(&sim);
     let template = serde_json::json!({
         "Parameters": {"EnrollConfig": {"Type": "String"}},
         "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
@@ -361,7 +353,33 @@ async fn a_stack_is_checked_with_its_parameter_secret_and_webhook_output() -> Re
         .send()
         .await?;
 
-    let out = enroll_bin::simulated(&["doctor", "--stack", &stack, "--json"])?
+    let detail = doctor_json(&["doctor", "--stack", &stack, "--json"])?;
+    assert!(detail("SCIM token").starts_with("valid"));
+    assert_eq!(detail("Platform stripe"), "1 secret");
+    assert_eq!(
+        detail("Webhook URL stripe"),
+        "https://fn.lambda-url.us-east-1.on.aws/webhooks/stripe"
+    );
+    Ok(())
+}
+
+/// The shipped workspace's configuration with Stripe alone and no secret or token in the text.
+fn stripe_only(sim: &SimHandle) -> String {
+    format!(
+        "[scim]\nbase_url = \"{}\"\n\n[notion]\nbase_url = \"{}\"\ndatabase_id = \"{}\"\n\n\
+         [notion.properties]\nproducts = \"Products\"\n\n[platforms.stripe]\n\n\
+         [[products]]\nid = \"notion-mastery\"\nname = \"Notion Mastery\"\n\
+         groups = [{{ name = \"Notion Mastery\" }}]\n",
+        sim.scim_base_url(),
+        sim.notion_base_url(),
+        example().notion.database_id,
+    )
+}
+
+/// Runs `enroll doctor` against moto and answers each check's detail by its name; fails
+/// unless the doctor passed.
+fn doctor_json(args: &[&str]) -> Result<impl Fn(&str) -> String> {
+    let out = enroll_bin::simulated(args)?
         .env("AWS_ENDPOINT_URL", moto::endpoint())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -375,7 +393,7 @@ async fn a_stack_is_checked_with_its_parameter_secret_and_webhook_output() -> Re
         String::from_utf8_lossy(&out.stderr)
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let detail = |name: &str| {
+    Ok(move |name: &str| {
         json["checks"]
             .as_array()
             .into_iter()
@@ -383,12 +401,72 @@ async fn a_stack_is_checked_with_its_parameter_secret_and_webhook_output() -> Re
             .find(|c| c["name"] == name)
             .map(|c| c["detail"].as_str().unwrap_or_default().to_owned())
             .unwrap_or_else(|| panic!("no check {name} in {json}"))
-    };
+    })
+}
+
+/// `enroll doctor --stack S --tenant NAME` checks what the functions load for that tenant: the
+/// configuration item in the table and the tenant's own secret (two Stripe secrets here, the
+/// stack's secret has none), and prints the tenant's webhook URLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stacks_tenant_is_checked_with_its_item_secret_and_path() -> Result<()> {
+    let sdk = moto::sdk_config().await;
+    let stack = moto::unique("doctor-tenants");
+    let table = moto::unique("doctor-table");
+    enroll_aws::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;
+    let prefix = format!("{stack}/tenant/");
+    let registry = enroll_aws::tenants::TenantRegistry::new(&sdk, &table, &prefix);
+    let acme = enroll_core::tenant::TenantId::parse("acme")?;
+    let sim = shipped_workspace().await?;
+    registry
+        .put(&enroll_aws::tenants::TenantRecord {
+            tenant: acme.clone(),
+            config: stripe_only(&sim),
+            added_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        })
+        .await
+        .map_err(|f| anyhow::anyhow!("{f}"))?;
+    registry
+        .secrets
+        .create_secret()
+        .name(registry.secret_id(&acme))
+        .secret_string(
+            serde_json::json!({
+                "scim_token": SCIM_TOKEN,
+                "notion_token": NOTION_TOKEN,
+                "platforms": {"stripe": ["whsec_acme_new", "whsec_acme_old"]},
+            })
+            .to_string(),
+        )
+        .send()
+        .await?;
+    let template = serde_json::json!({
+        "Parameters": {"EnrollConfig": {"Type": "String"}},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {
+            "TableName": {"Value": table},
+            "TenantSecretPrefix": {"Value": prefix},
+            "WebhookBaseUrl": {"Value": "https://fn.lambda-url.us-east-1.on.aws/webhooks/"},
+        },
+    });
+    aws_sdk_cloudformation::Client::new(&sdk)
+        .create_stack()
+        .stack_name(&stack)
+        .template_body(template.to_string())
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("EnrollConfig")
+                .parameter_value("")
+                .build(),
+        )
+        .send()
+        .await?;
+    let detail = doctor_json(&["doctor", "--stack", &stack, "--tenant", "acme", "--json"])?;
     assert!(detail("SCIM token").starts_with("valid"));
-    assert_eq!(detail("Platform stripe"), "1 secret");
+    assert!(detail("Platform stripe").starts_with("2 secrets"));
     assert_eq!(
         detail("Webhook URL stripe"),
-        "https://fn.lambda-url.us-east-1.on.aws/webhooks/stripe"
+        "https://fn.lambda-url.us-east-1.on.aws/t/acme/webhooks/stripe"
     );
     Ok(())
 }

@@ -9,7 +9,9 @@ use enroll_ops::doctor::{self, Check, Report};
 use enroll_simulator::{SimConfig, SimHandle, SimState};
 use std::path::{Path, PathBuf};
 
-use crate::target::{stack_outputs, AwsResources};
+use crate::target::{stack_outputs, tenant_secret_prefix, AwsResources};
+use enroll_aws::tenants::TenantRegistry;
+use enroll_core::tenant::TenantId;
 
 /// The stack parameter that holds the deployed configuration (template.yaml), and the output
 /// that holds the webhook base (`<function URL>webhooks/`).
@@ -25,6 +27,10 @@ pub struct DoctorArgs {
     /// webhook URL (standard AWS credential chain and region).
     #[arg(long)]
     stack: Option<String>,
+    /// With --stack: check this tenant's configuration and secrets (as the functions load
+    /// them from the table and its secret) and its webhook URLs, /t/<name>/webhooks/...
+    #[arg(long, requires = "stack", value_parser = parse_tenant)]
+    tenant: Option<TenantId>,
     /// Without tokens `enroll dev` runs the Notion simulator; its workspace, saved in this
     /// data directory, is the one checked.
     #[arg(long, default_value = ".enroll")]
@@ -39,9 +45,10 @@ pub struct DoctorArgs {
 }
 
 pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
-    let (mut config, stack_base) = match &args.stack {
-        Some(stack) => stack_config(stack).await?,
-        None => (config_file::load(args.config.as_deref())?, None),
+    let (mut config, stack_base) = match (&args.stack, &args.tenant) {
+        (Some(stack), Some(tenant)) => tenant_config(stack, tenant).await?,
+        (Some(stack), None) => stack_config(stack).await?,
+        (None, _) => (config_file::load(args.config.as_deref())?, None),
     };
     let base = args.webhook_base.clone().or(stack_base);
     // Kept alive until the checks are done.
@@ -168,6 +175,33 @@ async fn stack_config(stack: &str) -> anyhow::Result<(Config, Option<String>)> {
     }
     let base = outputs.get(OUT_WEBHOOK_BASE).map(|u| webhook_base(u));
     Ok((config, base))
+}
+
+/// A tenant of a deployed stack: its configuration as the functions load it (the table item
+/// and its own secret, never the `ENROLL_*` environment), and its webhook base,
+/// `<function URL>t/<name>`.
+async fn tenant_config(stack: &str, tenant: &TenantId) -> anyhow::Result<(Config, Option<String>)> {
+    let sdk = enroll_aws::sdk_config().await;
+    let outputs = stack_outputs(&sdk, stack).await?;
+    let table = AwsResources::from_outputs(&outputs)
+        .table
+        .ok_or_else(|| anyhow!("stack `{stack}` has no table output"))?;
+    let registry = TenantRegistry::new(&sdk, table, tenant_secret_prefix(stack, &outputs));
+    let config = registry
+        .load(tenant)
+        .await
+        .map_err(|f| anyhow!(f.reason))?
+        .ok_or_else(|| {
+            anyhow!("no tenant {tenant} on stack `{stack}` (enroll tenant list --stack {stack})")
+        })?;
+    let base = outputs
+        .get(OUT_WEBHOOK_BASE)
+        .map(|u| format!("{}{}", webhook_base(u), tenant.path_prefix()));
+    Ok((config, base))
+}
+
+fn parse_tenant(raw: &str) -> Result<TenantId, String> {
+    TenantId::parse(raw).map_err(|e| e.to_string())
 }
 
 /// The stack's `WebhookBaseUrl` (`<function URL>webhooks/`) without its `webhooks/` path,
