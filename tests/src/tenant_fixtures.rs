@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use enroll_core::config::Config;
-use enroll_simulator::{SimConfig, SimHandle};
+use enroll_simulator::{FaultAction, FaultRule, Faults, SimConfig, SimHandle};
 
 pub const EXAMPLE: &str = include_str!("../../infra/enroll.example.toml");
 
@@ -51,4 +51,21 @@ pub async fn workspace(token: &str) -> Result<SimHandle> {
         "127.0.0.1:0".parse()?,
     )
     .await?)
+}
+
+/// A seller's Notion down: 503 to every SCIM request.
+pub fn scim_down() -> Faults {
+    Faults {
+        rules: vec![FaultRule {
+            method: None,
+            path_prefix: Some("/scim".into()),
+            probability: 1.0,
+            remaining: None,
+            action: FaultAction::Status {
+                code: 503,
+                retry_after_secs: None,
+            },
+        }],
+        seed: 7,
+    }
 }

@@ -13,9 +13,9 @@ use enroll_embedded::admin::{read_dev_record, DevRecord};
 use enroll_embedded::store::FileStore;
 use enroll_embedded::tenants::{tenant_dir, Tenants};
 use enroll_platforms::Sample;
-use enroll_simulator::{FaultAction, FaultRule, Faults, SimHandle};
+use enroll_simulator::SimHandle;
 use enroll_tests::enroll_bin::{scratch_dir, simulated};
-use enroll_tests::tenant_fixtures::{parse, tenant_toml, workspace};
+use enroll_tests::tenant_fixtures::{parse, scim_down, tenant_toml, workspace};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -346,19 +346,7 @@ async fn while_one_tenants_scim_fails_every_request_the_others_buyers_still_get_
     let baseline = scim_requests(sim_up) - before;
 
     // Tenant "down": its Notion answers 503 to every SCIM request, and it has a spike.
-    sim_down.set_faults(Faults {
-        rules: vec![FaultRule {
-            method: None,
-            path_prefix: Some("/scim".into()),
-            probability: 1.0,
-            remaining: None,
-            action: FaultAction::Status {
-                code: 503,
-                retry_after_secs: None,
-            },
-        }],
-        seed: 7,
-    });
+    sim_down.set_faults(scim_down());
     for i in 0..20 {
         assert_eq!(
             post(

@@ -20,11 +20,11 @@ use enroll_core::event::EventKind;
 use enroll_core::ids::Platform;
 use enroll_core::tenant::TenantId;
 use enroll_platforms::Sample;
-use enroll_simulator::{FaultAction, FaultRule, Faults, SimHandle};
+use enroll_simulator::{Faults, SimHandle};
 use enroll_tests::event_source::{batch_failures, deliver, Source};
 use enroll_tests::lambda_watch::{self, LambdaWatch};
 use enroll_tests::moto::{self, REGION};
-use enroll_tests::tenant_fixtures::{parse, tenant_toml, workspace};
+use enroll_tests::tenant_fixtures::{parse, scim_down, tenant_toml, workspace};
 use serde_json::json;
 
 const PRODUCT: &str = "price_1FormulaFundamentals";
@@ -289,19 +289,7 @@ async fn two_sellers_on_one_stack_are_kept_apart_by_the_real_functions() -> Resu
     // (a batch shares Group changes, so it can be fewer); only alpha's messages come back for
     // a retry.
     let per_buyer = scim_requests(&beta.sim);
-    alpha.sim.set_faults(Faults {
-        rules: vec![FaultRule {
-            method: None,
-            path_prefix: Some("/scim".into()),
-            probability: 1.0,
-            remaining: None,
-            action: FaultAction::Status {
-                code: 503,
-                retry_after_secs: None,
-            },
-        }],
-        seed: 7,
-    });
+    alpha.sim.set_faults(scim_down());
     for i in 0..3 {
         let (s, _) = post(
             &mut watch,
