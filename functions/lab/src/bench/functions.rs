@@ -190,7 +190,7 @@ pub(super) async fn bench(opts: &BenchOptions) -> anyhow::Result<Report> {
 
     // The functions reach AWS through the counting proxy; the bench's own set-up above did not.
     let meter = AwsMeter::start(moto.endpoint()).await?;
-    let secret = create_secret(moto.endpoint(), &suffix).await;
+    let secret = create_secret(moto.endpoint(), &format!("enroll-bench-{suffix}")).await;
 
     // No rate limit here: this part measures the functions, not the budget.
     let seed_cfg = config(opts.rate, None, PROVISION_PRODUCTS)?;
@@ -284,51 +284,130 @@ pub(super) async fn bench(opts: &BenchOptions) -> anyhow::Result<Report> {
                 "resources": [], "detail": {}
             })],
         };
-        let records = records(&events);
-        let memory = memory_mb(name);
-        let mut env = base_env.clone();
-        env.push(("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), memory.to_string()));
-        meter.take();
-        let run = run_function(&dir.join(name), &env, events).await?;
-        let calls = meter.take();
-        let (init, invoked): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.at < run.ready);
-        usage(
-            &mut report,
-            name,
-            &run,
-            memory,
-            records,
-            &Tally::of(&init),
-            &Tally::of(&invoked),
-        );
-        report.insert(
-            format!("functions.{name}.init_ms"),
-            json!(round(run.init_ms, 1)),
-        );
-        report.insert(
-            format!("functions.{name}.peak_rss_mb"),
-            json!(round(run.peak_rss_mb, 1)),
-        );
-        report.insert(
-            format!("functions.{name}.invocations"),
-            json!(run.invocations),
-        );
-        report.insert(
-            format!("functions.{name}.failed"),
-            json!(run.errors + run.parked),
-        );
-        // The release binary's own stdout: what CloudWatch would turn into metrics.
-        report.insert(
-            format!("functions.{name}.emf_metrics"),
-            json!(run
-                .emf_metrics
-                .iter()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(",")),
-        );
+        measure(&mut report, &meter, &dir, name, name, &base_env, events).await?;
+    }
+
+    // The same ingest and provision work for a tenant of a stack that serves tenants only:
+    // its configuration from the table and its own secret, loaded on the first event of the
+    // instance and kept (`functions.tenant_<name>.*`).
+    let prefix = format!("enroll-bench-{suffix}/tenant/");
+    let tenant = enroll_core::tenant::TenantId::parse("bench")?;
+    let registry = enroll_aws::tenants::TenantRegistry::new(&sdk, &table, &prefix);
+    let tenant_secret = create_secret(moto.endpoint(), &registry.secret_id(&tenant)).await;
+    if tenant_secret.is_ok() {
+        let item = enroll_aws::tenants::TenantRecord {
+            tenant: tenant.clone(),
+            config: config_text(
+                opts.rate,
+                &sim.scim_base_url(),
+                &sim.notion_base_url(),
+                PROVISION_PRODUCTS,
+            ),
+            added_at: now,
+            updated_at: now,
+        };
+        registry
+            .put(&item)
+            .await
+            .map_err(|f| anyhow::anyhow!(f.reason))?;
+        let env: Vec<(String, String)> = base_env
+            .iter()
+            .filter(|(k, _)| k != "ENROLL_SECRET_ID")
+            .map(|(k, v)| match k.as_str() {
+                "ENROLL_CONFIG" => (k.clone(), String::new()),
+                _ => (k.clone(), v.clone()),
+            })
+            .chain([("ENROLL_TENANT_SECRET_PREFIX".to_owned(), prefix.clone())])
+            .collect();
+        for name in ["ingest", "provision"]
+            .into_iter()
+            .filter(|n| dir.join(n).is_file())
+        {
+            let events = if name == "ingest" {
+                (0..BATCH)
+                    .map(|i| {
+                        let mut req = webhook(enroll_platforms::sample(
+                            Platform::Stripe,
+                            &stripe_purchase(950_000 + i, "course"),
+                            STRIPE_SECRET,
+                            now,
+                        ));
+                        req.path = format!("{}{}", tenant.path_prefix(), req.path);
+                        function_url_event(&req)
+                    })
+                    .collect()
+            } else {
+                vec![sqs_event(
+                    (0..BATCH)
+                        .map(|i| {
+                            serde_json::to_string(&purchase_event(950_000 + i, "course"))
+                                .map(|b| enroll_core::tenant::stamp_message(&b, &tenant))
+                        })
+                        .collect::<Result<_, _>>()?,
+                )]
+            };
+            let key = format!("tenant_{name}");
+            measure(&mut report, &meter, &dir, name, &key, &env, events).await?;
+        }
     }
     Ok(report)
+}
+
+/// Runs the function binary `name` on `events` under the fake Runtime API with `base_env`, and
+/// records what it used as `functions.<key>.*`.
+async fn measure(
+    report: &mut Report,
+    meter: &AwsMeter,
+    dir: &Path,
+    name: &str,
+    key: &str,
+    base_env: &[(String, String)],
+    events: Vec<Value>,
+) -> anyhow::Result<()> {
+    let records = records(&events);
+    let memory = memory_mb(name);
+    let mut env = base_env.to_vec();
+    env.push(("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), memory.to_string()));
+    meter.take();
+    let run = run_function(&dir.join(name), &env, events).await?;
+    let calls = meter.take();
+    let (init, invoked): (Vec<_>, Vec<_>) = calls.into_iter().partition(|c| c.at < run.ready);
+    usage(
+        report,
+        key,
+        &run,
+        memory,
+        records,
+        &Tally::of(&init),
+        &Tally::of(&invoked),
+    );
+    report.insert(
+        format!("functions.{key}.init_ms"),
+        json!(round(run.init_ms, 1)),
+    );
+    report.insert(
+        format!("functions.{key}.peak_rss_mb"),
+        json!(round(run.peak_rss_mb, 1)),
+    );
+    report.insert(
+        format!("functions.{key}.invocations"),
+        json!(run.invocations),
+    );
+    report.insert(
+        format!("functions.{key}.failed"),
+        json!(run.errors + run.parked),
+    );
+    // The release binary's own stdout: what CloudWatch would turn into metrics.
+    report.insert(
+        format!("functions.{key}.emf_metrics"),
+        json!(run
+            .emf_metrics
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",")),
+    );
+    Ok(())
 }
 
 /// Records (webhooks, messages) per invocation: an SQS batch counts its records.
@@ -424,7 +503,7 @@ fn usage(
 
 /// The bench's secret document in moto's Secrets Manager, by a hand-made JSON-protocol request
 /// (moto checks no signature, only the service named in the credential scope); its ARN.
-async fn create_secret(moto: &str, suffix: &str) -> anyhow::Result<String> {
+async fn create_secret(moto: &str, name: &str) -> anyhow::Result<String> {
     let doc = json!({
         "scim_token": SCIM_TOKEN,
         "notion_token": NOTION_TOKEN,
@@ -443,7 +522,7 @@ async fn create_secret(moto: &str, suffix: &str) -> anyhow::Result<String> {
             ),
         )
         .body(
-            json!({ "Name": format!("enroll-bench-{suffix}"), "SecretString": doc.to_string() })
+            json!({ "Name": name, "SecretString": doc.to_string() })
                 .to_string(),
         )
         .send()
