@@ -9,7 +9,7 @@
 //! All tenants share one partition, so listing them (the expiry pass does, every run) is one
 //! `Query`, never a scan of the ledger.
 //!
-//! An item holds up to 400 KB, so a tenant's catalog has none of the ~3.5 kB limit that
+//! An item holds up to 400 KB, so a tenant's catalog has none of the 3.2 kB limit that
 //! Lambda's 4 KB environment puts on `ENROLL_CONFIG`.
 //!
 //! A tenant's configuration is exactly what is stored plus its own secret: the `ENROLL_*`
