@@ -78,45 +78,34 @@ async fn a_tenants_records_are_its_own_in_the_shared_table() -> Result<()> {
     Ok(())
 }
 
+/// Whether the table holds a buyer item under exactly this partition key.
+async fn buyer_item_at(store: &DynamoStore, pk: &str) -> Result<bool> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = store
+        .client
+        .get_item()
+        .table_name(&store.table)
+        .key("pk", AttributeValue::S(pk.into()))
+        .key("sk", AttributeValue::S("buyer".into()))
+        .send()
+        .await?;
+    Ok(out.item.is_some())
+}
+
 #[tokio::test]
 async fn a_single_sellers_keys_are_unchanged() -> Result<()> {
     let single: DynamoStore = moto::store().await?;
     let ada = BuyerEmail::parse("ada@example.com")?;
     single.put_buyer(&BuyerRecord::new(ada.clone())).await?;
-    let out = single
-        .client
-        .get_item()
-        .table_name(&single.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("buyer#ada@example.com".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("buyer".into()),
-        )
-        .send()
-        .await?;
     assert!(
-        out.item.is_some(),
+        buyer_item_at(&single, "buyer#ada@example.com").await?,
         "the single seller's buyer is at buyer#<email>"
     );
     let acme = single.clone().for_tenant(TenantId::parse("acme")?);
     acme.put_buyer(&BuyerRecord::new(ada)).await?;
-    let out = single
-        .client
-        .get_item()
-        .table_name(&single.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S("t#acme#buyer#ada@example.com".into()),
-        )
-        .key(
-            "sk",
-            aws_sdk_dynamodb::types::AttributeValue::S("buyer".into()),
-        )
-        .send()
-        .await?;
-    assert!(out.item.is_some(), "a tenant's buyer is behind t#<name>#");
+    assert!(
+        buyer_item_at(&single, "t#acme#buyer#ada@example.com").await?,
+        "a tenant's buyer is behind t#<name>#"
+    );
     Ok(())
 }

@@ -332,26 +332,13 @@ async fn a_stack_is_checked_with_its_parameter_secret_and_webhook_output() -> Re
     let sim = shipped_workspace().await?;
     // Stripe alone, with no secret in the text: the stack's secret provides it.
     let text = stripe_only(&sim);
-    let template = serde_json::json!({
-        "Parameters": {"EnrollConfig": {"Type": "String"}},
-        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
-            "SecretArn": {"Value": secret_arn},
-            "WebhookBaseUrl": {"Value": "https://fn.lambda-url.us-east-1.on.aws/webhooks/"},
-        },
-    });
-    aws_sdk_cloudformation::Client::new(&sdk)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .parameters(
-            aws_sdk_cloudformation::types::Parameter::builder()
-                .parameter_key("EnrollConfig")
-                .parameter_value(text)
-                .build(),
-        )
-        .send()
-        .await?;
+    fake_stack(
+        &sdk,
+        &stack,
+        serde_json::json!({"SecretArn": {"Value": secret_arn}}),
+        &text,
+    )
+    .await?;
 
     let detail = doctor_json(&["doctor", "--stack", &stack, "--json"])?;
     assert!(detail("SCIM token").starts_with("valid"));
@@ -374,6 +361,36 @@ fn stripe_only(sim: &SimHandle) -> String {
         sim.notion_base_url(),
         example().notion.database_id,
     )
+}
+
+/// A stack in moto as `enroll doctor --stack` reads one: the `EnrollConfig` parameter and these
+/// outputs, plus the webhook base every stack has.
+async fn fake_stack(
+    sdk: &aws_config::SdkConfig,
+    stack: &str,
+    mut outputs: serde_json::Value,
+    config: &str,
+) -> Result<()> {
+    outputs["WebhookBaseUrl"] =
+        serde_json::json!({"Value": "https://fn.lambda-url.us-east-1.on.aws/webhooks/"});
+    let template = serde_json::json!({
+        "Parameters": {"EnrollConfig": {"Type": "String"}},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": outputs,
+    });
+    aws_sdk_cloudformation::Client::new(sdk)
+        .create_stack()
+        .stack_name(stack)
+        .template_body(template.to_string())
+        .parameters(
+            aws_sdk_cloudformation::types::Parameter::builder()
+                .parameter_key("EnrollConfig")
+                .parameter_value(config)
+                .build(),
+        )
+        .send()
+        .await?;
+    Ok(())
 }
 
 /// Runs `enroll doctor` against moto and answers each check's detail by its name; fails
@@ -440,27 +457,16 @@ async fn a_stacks_tenant_is_checked_with_its_item_secret_and_path() -> Result<()
         )
         .send()
         .await?;
-    let template = serde_json::json!({
-        "Parameters": {"EnrollConfig": {"Type": "String"}},
-        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
-        "Outputs": {
+    fake_stack(
+        &sdk,
+        &stack,
+        serde_json::json!({
             "TableName": {"Value": table},
             "TenantSecretPrefix": {"Value": prefix},
-            "WebhookBaseUrl": {"Value": "https://fn.lambda-url.us-east-1.on.aws/webhooks/"},
-        },
-    });
-    aws_sdk_cloudformation::Client::new(&sdk)
-        .create_stack()
-        .stack_name(&stack)
-        .template_body(template.to_string())
-        .parameters(
-            aws_sdk_cloudformation::types::Parameter::builder()
-                .parameter_key("EnrollConfig")
-                .parameter_value("")
-                .build(),
-        )
-        .send()
-        .await?;
+        }),
+        "",
+    )
+    .await?;
     let detail = doctor_json(&["doctor", "--stack", &stack, "--tenant", "acme", "--json"])?;
     assert!(detail("SCIM token").starts_with("valid"));
     assert!(detail("Platform stripe").starts_with("2 secrets"));

@@ -317,6 +317,24 @@ async fn while_one_tenants_scim_fails_every_request_the_others_buyers_still_get_
         format!("http://{addr}/t/up"),
     );
     let (cfg_down, cfg_up) = (parse(&text_a), parse(&text_b));
+    // Three new buyers of "up", each posted and in its Group, the queue settled: the SCIM
+    // requests they took.
+    let three_buyers_of_up = |prefix: &'static str| {
+        let (cfg_up, url_up, up) = (&cfg_up, &url_up, &up);
+        async move {
+            let before = scim_requests(sim_up);
+            for i in 0..3 {
+                let email = format!("{prefix}{i}@up.example");
+                assert_eq!(post(cfg_up, url_up, &purchase(&email, None)).await?, 200);
+            }
+            wait_for("up's buyers", || {
+                (0..3).all(|i| is_member_of_group(sim_up, &format!("{prefix}{i}@up.example")))
+            })
+            .await?;
+            wait_for("up settled", || up.provision_queue.is_empty()).await?;
+            anyhow::Ok(scim_requests(sim_up) - before)
+        }
+    };
 
     // Warm-up (Group ids resolved once), then the baseline: SCIM requests for 3 buyers of
     // "up" while every tenant is healthy.
@@ -326,24 +344,7 @@ async fn while_one_tenants_scim_fails_every_request_the_others_buyers_still_get_
     );
     wait_for("warm-up", || is_member_of_group(sim_up, "warm@up.example")).await?;
     wait_for("warm-up settled", || up.provision_queue.is_empty()).await?;
-    let before = scim_requests(sim_up);
-    for i in 0..3 {
-        assert_eq!(
-            post(
-                &cfg_up,
-                &url_up,
-                &purchase(&format!("base{i}@up.example"), None)
-            )
-            .await?,
-            200
-        );
-    }
-    wait_for("baseline buyers", || {
-        (0..3).all(|i| is_member_of_group(sim_up, &format!("base{i}@up.example")))
-    })
-    .await?;
-    wait_for("baseline settled", || up.provision_queue.is_empty()).await?;
-    let baseline = scim_requests(sim_up) - before;
+    let baseline = three_buyers_of_up("base").await?;
 
     // Tenant "down": its Notion answers 503 to every SCIM request, and it has a spike.
     sim_down.set_faults(scim_down());
@@ -358,33 +359,13 @@ async fn while_one_tenants_scim_fails_every_request_the_others_buyers_still_get_
             200
         );
     }
-    let before = scim_requests(sim_up);
-    for i in 0..3 {
-        assert_eq!(
-            post(
-                &cfg_up,
-                &url_up,
-                &purchase(&format!("u{i}@up.example"), None)
-            )
-            .await?,
-            200
-        );
-    }
-    wait_for("up's buyers", || {
-        (0..3).all(|i| is_member_of_group(sim_up, &format!("u{i}@up.example")))
-    })
-    .await?;
-    wait_for("up settled", || up.provision_queue.is_empty()).await?;
+    let during = three_buyers_of_up("u").await?;
     // Every "up" buyer got access while "down" still fails: none of its buyers is in.
     assert!((0..20).all(|i| sim_down
         .user_by_email(&format!("d{i}@down.example"))
         .is_none()));
     // And "up" did no extra work for it: the same SCIM requests per buyer as before.
-    assert_eq!(
-        scim_requests(sim_up) - before,
-        baseline,
-        "SCIM requests for 3 buyers"
-    );
+    assert_eq!(during, baseline, "SCIM requests for 3 buyers");
 
     let _ = stop_tx.send(true);
     for w in workers {

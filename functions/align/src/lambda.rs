@@ -2,9 +2,8 @@
 
 use crate::Aligner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use enroll_aws::lambda_env::{incoming, load_single_config, required, settle_batch};
+use enroll_aws::lambda_env::{incoming, required, settle_batch};
 use enroll_aws::tenant_stage::{refuse, Build, TenantStage};
-use enroll_aws::tenants::TenantRegistry;
 use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters};
 use enroll_core::clock::SystemClock;
 use enroll_core::config::Config;
@@ -15,15 +14,9 @@ use enroll_notion::sales::SalesClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 
-/// What align needs for one seller.
-pub struct Seller {
-    pub aligner: Aligner,
-    pub dead_letters: SqsDeadLetters,
-}
-
 /// Clients and configuration built once per cold start; tenants' on first use.
 pub struct Deps {
-    pub stage: TenantStage<Seller>,
+    pub stage: TenantStage<Aligner>,
     pub sqs: aws_sdk_sqs::Client,
     /// This function's own queue: requests deferred behind a buyer's lease are sent here again.
     pub queue_url: String,
@@ -32,13 +25,12 @@ pub struct Deps {
 
 /// The aligner of one seller: its public API token's budget, shared by every concurrent align
 /// instance through the table, and its leases and history under its tenant's keys.
-fn seller(
+fn aligner(
     sdk: &enroll_aws::SdkConfig,
     table: &str,
     tenant: &TenantId,
     config: &Config,
-    dead_letters: SqsDeadLetters,
-) -> Result<Seller, Failure> {
+) -> Result<Aligner, Failure> {
     let dynamo = aws_sdk_dynamodb::Client::new(sdk);
     let budget = Arc::new(DynamoRateBudget::new(
         dynamo.clone(),
@@ -53,12 +45,9 @@ fn seller(
     let leases = Arc::new(DynamoStore::new(dynamo, table).for_tenant(tenant.clone()));
     let sales = SalesClient::new(&config.notion, budget)
         .map_err(|e| Failure::permanent(format!("tenant {tenant}: {e}")))?;
-    Ok(Seller {
-        aligner: Aligner::new(Arc::new(sales), leases)
-            .with_history(Arc::new(history))
-            .with_clock(Arc::new(SystemClock)),
-        dead_letters,
-    })
+    Ok(Aligner::new(Arc::new(sales), leases)
+        .with_history(Arc::new(history))
+        .with_clock(Arc::new(SystemClock)))
 }
 
 impl Deps {
@@ -73,19 +62,10 @@ impl Deps {
             queue_url.clone(),
             enroll_core::timings::ALIGN,
         );
-        let (b_sdk, b_sqs, b_dlq) = (sdk.clone(), sqs.clone(), dlq_url.clone());
-        let build: Build<Seller> = Box::new(move |tenant, config| {
-            let dead =
-                SqsDeadLetters::new(b_sqs.clone(), &b_dlq, "align").for_tenant(tenant.clone());
-            let built = seller(&b_sdk, &table, &tenant, &config, dead);
-            Box::pin(async move { built })
-        });
-        let stage = TenantStage::new(
-            load_single_config(&sdk).await?,
-            TenantRegistry::from_env(&sdk),
-            build,
-        )
-        .await?;
+        let b_sdk = sdk.clone();
+        let build: Build<Aligner> =
+            Box::new(move |tenant, config| aligner(&b_sdk, &table, &tenant, &config));
+        let stage = TenantStage::from_env(&sdk, build).await?;
         Ok(Self {
             stage,
             sqs,
@@ -104,11 +84,11 @@ pub async fn function_handler(
     let report = deps
         .stage
         .run_batch(&messages, |tenant, seller, msgs| async move {
+            let dead =
+                SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "align").for_tenant(tenant);
             match seller {
-                Ok(s) => s.aligner.run_batch(&s.dead_letters, &msgs).await,
+                Ok(a) => a.run_batch(&dead, &msgs).await,
                 Err(why) => {
-                    let dead = SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "align")
-                        .for_tenant(tenant);
                     refuse::<AlignRequest>(&msgs, &dead, &enroll_core::timings::ALIGN, why).await
                 }
             }

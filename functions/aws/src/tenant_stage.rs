@@ -9,6 +9,7 @@
 //! (its configuration could not be read) comes back after the backoff, a permanent one (no
 //! such tenant, a configuration that does not load) is parked with the reason.
 
+use crate::lambda_env::load_single_config;
 use crate::tenants::{TenantCache, TenantRegistry};
 use enroll_core::batch::{BatchReport, Describe, Incoming};
 use enroll_core::config::Config;
@@ -19,15 +20,10 @@ use enroll_core::timings::StageTimings;
 use enroll_core::Failure;
 use serde::de::DeserializeOwned;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 /// Builds what the stage needs for one seller from that seller's configuration.
-pub type Build<D> = Box<
-    dyn Fn(TenantId, Arc<Config>) -> Pin<Box<dyn Future<Output = Result<D, Failure>> + Send>>
-        + Send
-        + Sync,
->;
+pub type Build<D> = Box<dyn Fn(TenantId, Arc<Config>) -> Result<D, Failure> + Send + Sync>;
 
 /// What a stage needs, per seller.
 pub struct TenantStage<D> {
@@ -40,15 +36,13 @@ pub struct TenantStage<D> {
 impl<D: Send + Sync> TenantStage<D> {
     /// `single`: the single seller's configuration (`None` on a deployment of tenants only);
     /// `registry`: where tenants are found (`None` when the deployment has none).
-    pub async fn new(
+    pub fn new(
         single: Option<Config>,
         registry: Option<TenantRegistry>,
         build: Build<D>,
     ) -> Result<Self, Failure> {
         let single = match single {
-            Some(c) => Some(Arc::new(
-                build(TenantId::default_tenant(), Arc::new(c)).await?,
-            )),
+            Some(c) => Some(Arc::new(build(TenantId::default_tenant(), Arc::new(c))?)),
             None => None,
         };
         Ok(Self {
@@ -59,6 +53,17 @@ impl<D: Send + Sync> TenantStage<D> {
         })
     }
 
+    /// The stage as a function's environment describes it, once per cold start: the single
+    /// seller from `ENROLL_CONFIG` ([`load_single_config`]) and the tenants from the table
+    /// ([`TenantRegistry::from_env`]).
+    pub async fn from_env(
+        sdk: &aws_config::SdkConfig,
+        build: Build<D>,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let single = load_single_config(sdk).await?;
+        Ok(Self::new(single, TenantRegistry::from_env(sdk), build)?)
+    }
+
     /// A single seller's stage from parts already built (tests, tools): no tenants.
     pub fn single_only(single: D) -> Self {
         Self {
@@ -66,11 +71,9 @@ impl<D: Send + Sync> TenantStage<D> {
             registry: None,
             cache: TenantCache::default(),
             build: Box::new(|tenant, _| {
-                Box::pin(async move {
-                    Err(Failure::permanent(format!(
-                        "tenant {tenant}: this stage serves a single seller"
-                    )))
-                })
+                Err(Failure::permanent(format!(
+                    "tenant {tenant}: this stage serves a single seller"
+                )))
             }),
         }
     }
@@ -103,7 +106,7 @@ impl<D: Send + Sync> TenantStage<D> {
             .cache
             .get(tenant, || async {
                 match registry.load(tenant).await? {
-                    Some(config) => Ok(Some((self.build)(tenant.clone(), Arc::new(config)).await?)),
+                    Some(config) => (self.build)(tenant.clone(), Arc::new(config)).map(Some),
                     None => Ok(None),
                 }
             })

@@ -155,6 +155,15 @@ impl AwsResources {
         }
     }
 
+    /// A deployed stack's resources, with the tenant secret prefix the template gives when the
+    /// stack predates its output ([`tenant_secret_prefix`]).
+    pub fn of_stack(stack: &str, outputs: &HashMap<String, String>) -> Self {
+        Self {
+            tenant_secret_prefix: Some(tenant_secret_prefix(stack, outputs)),
+            ..Self::from_outputs(outputs)
+        }
+    }
+
     /// Explicit values win over the stack's.
     pub fn overridden_by(mut self, args: &TargetArgs) -> Self {
         let pick = |mine: &mut Option<String>, given: &Option<String>| {
@@ -186,7 +195,7 @@ impl AwsResources {
 }
 
 /// A `--tenant` value: a tenant name (lowercase letters, digits and hyphens).
-fn parse_tenant(raw: &str) -> Result<enroll_core::tenant::TenantId, String> {
+pub(crate) fn parse_tenant(raw: &str) -> Result<enroll_core::tenant::TenantId, String> {
     enroll_core::tenant::TenantId::parse(raw).map_err(|e| e.to_string())
 }
 
@@ -233,15 +242,10 @@ impl TargetArgs {
             );
         }
         let sdk = enroll_aws::sdk_config().await;
-        let mut from_stack = match &self.stack {
-            Some(name) => AwsResources::from_outputs(&stack_outputs(&sdk, name).await?),
+        let from_stack = match &self.stack {
+            Some(name) => AwsResources::of_stack(name, &stack_outputs(&sdk, name).await?),
             None => AwsResources::default(),
         };
-        if let Some(name) = &self.stack {
-            let prefix = from_stack.tenant_secret_prefix.take();
-            from_stack.tenant_secret_prefix =
-                Some(prefix.unwrap_or_else(|| format!("{name}/tenant/")));
-        }
         let res = from_stack.overridden_by(self);
         let tenant = match &self.tenant {
             Some(t) => Some(StackTenant::load(&sdk, &res, t).await?),
@@ -265,7 +269,11 @@ pub struct StackTenant {
 }
 
 impl StackTenant {
-    async fn load(sdk: &SdkConfig, res: &AwsResources, tenant: &TenantId) -> anyhow::Result<Self> {
+    pub(crate) async fn load(
+        sdk: &SdkConfig,
+        res: &AwsResources,
+        tenant: &TenantId,
+    ) -> anyhow::Result<Self> {
         let (Some(table), Some(prefix)) = (&res.table, &res.tenant_secret_prefix) else {
             bail!("--tenant {tenant} on AWS needs the stack's tenants: pass --stack NAME");
         };

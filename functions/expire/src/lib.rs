@@ -17,9 +17,7 @@
 //! table), which no later pass fixes by itself.
 
 use chrono::{DateTime, Utc};
-use enroll_aws::lambda_env::load_single_config;
 use enroll_aws::tenant_stage::{Build, TenantStage};
-use enroll_aws::tenants::TenantRegistry;
 use enroll_core::metrics;
 use enroll_core::tenant::TenantId;
 use enroll_core::Failure;
@@ -66,16 +64,9 @@ impl Deps {
         // pass spends the same SCIM token as provision, so it is built the same way and shares
         // provision's budget.
         let wiring = Wiring::from_env(&sdk)?;
-        let build: Build<Provisioner> = Box::new(move |tenant, config| {
-            let wiring = wiring.clone();
-            Box::pin(async move { wiring.provisioner(&tenant, config) })
-        });
-        let stage = TenantStage::new(
-            load_single_config(&sdk).await?,
-            TenantRegistry::from_env(&sdk),
-            build,
-        )
-        .await?;
+        let build: Build<Provisioner> =
+            Box::new(move |tenant, config| wiring.provisioner(&tenant, config));
+        let stage = TenantStage::from_env(&sdk, build).await?;
         Ok(Self { stage })
     }
 

@@ -6,10 +6,9 @@
 
 use crate::Notifier;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use enroll_aws::lambda_env::{incoming, load_single_config, required, settle_batch};
+use enroll_aws::lambda_env::{incoming, required, settle_batch};
 use enroll_aws::outbound::DynamoEndpoints;
 use enroll_aws::tenant_stage::{refuse, Build, TenantStage};
-use enroll_aws::tenants::TenantRegistry;
 use enroll_aws::{DynamoHistory, SqsDeadLetters};
 use enroll_core::clock::SystemClock;
 use enroll_core::outbound::{self, Delivery};
@@ -29,15 +28,9 @@ const UNSERVED: StageTimings = StageTimings {
     defer_margin: std::time::Duration::from_secs(2),
 };
 
-/// What notify needs for one seller.
-pub struct Seller {
-    pub notifier: Notifier,
-    pub dead_letters: SqsDeadLetters,
-}
-
 /// Clients and configuration built once per cold start; tenants' on first use.
 pub struct Deps {
-    pub stage: TenantStage<Seller>,
+    pub stage: TenantStage<Notifier>,
     pub sqs: aws_sdk_sqs::Client,
     pub queue_url: String,
     pub dlq_url: String,
@@ -50,32 +43,19 @@ impl Deps {
         let table = required("ENROLL_TABLE")?;
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let dlq_url = required("ENROLL_NOTIFY_DLQ_URL")?;
-        let (b_sqs, b_dlq) = (sqs.clone(), dlq_url.clone());
         // A seller's endpoints, their secrets and the endpoints a 410 disabled are its own.
-        let build: Build<Seller> = Box::new(move |tenant, config| {
+        let build: Build<Notifier> = Box::new(move |tenant, config| {
             let history = DynamoHistory::new(dynamo.clone(), &table)
                 .with_retention(config.history.retention_days)
                 .for_tenant(tenant.clone());
             let endpoints =
                 Arc::new(DynamoEndpoints::new(dynamo.clone(), &table).for_tenant(tenant.clone()));
-            let dead =
-                SqsDeadLetters::new(b_sqs.clone(), &b_dlq, "notify").for_tenant(tenant.clone());
-            let built = Notifier::new(config, endpoints)
-                .map_err(|e| Failure::permanent(format!("tenant {tenant}: {e}")))
-                .map(|n| Seller {
-                    notifier: n
-                        .with_history(Arc::new(history))
-                        .with_clock(Arc::new(SystemClock)),
-                    dead_letters: dead,
-                });
-            Box::pin(async move { built })
+            Ok(Notifier::new(config, endpoints)
+                .map_err(|e| Failure::permanent(format!("tenant {tenant}: {e}")))?
+                .with_history(Arc::new(history))
+                .with_clock(Arc::new(SystemClock)))
         });
-        let stage = TenantStage::new(
-            load_single_config(&sdk).await?,
-            TenantRegistry::from_env(&sdk),
-            build,
-        )
-        .await?;
+        let stage = TenantStage::from_env(&sdk, build).await?;
         Ok(Self {
             stage,
             queue_url: required("ENROLL_NOTIFY_QUEUE_URL")?,
@@ -94,13 +74,11 @@ pub async fn function_handler(
     let report = deps
         .stage
         .run_batch(&messages, |tenant, seller, msgs| async move {
+            let dead =
+                SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "notify").for_tenant(tenant);
             match seller {
-                Ok(s) => s.notifier.run_batch(&s.dead_letters, &msgs).await,
-                Err(why) => {
-                    let dead = SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "notify")
-                        .for_tenant(tenant);
-                    refuse::<Delivery>(&msgs, &dead, &UNSERVED, why).await
-                }
+                Ok(n) => n.run_batch(&dead, &msgs).await,
+                Err(why) => refuse::<Delivery>(&msgs, &dead, &UNSERVED, why).await,
             }
         })
         .await;

@@ -3,10 +3,9 @@
 use crate::Provisioner;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use chrono::{DateTime, Utc};
-use enroll_aws::lambda_env::{incoming, load_single_config, required, settle_batch};
+use enroll_aws::lambda_env::{incoming, required, settle_batch};
 use enroll_aws::outbound::SqsDeliveryQueue;
 use enroll_aws::tenant_stage::{refuse, Build, TenantStage};
-use enroll_aws::tenants::TenantRegistry;
 use enroll_aws::{DynamoHistory, DynamoRateBudget, DynamoStore, SqsDeadLetters, SqsQueue};
 use enroll_core::clock::SystemClock;
 use enroll_core::config::Config;
@@ -18,15 +17,9 @@ use enroll_notion::scim::ScimClient;
 use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 
-/// What provision needs for one seller.
-pub struct Seller {
-    pub provisioner: Provisioner,
-    pub dead_letters: SqsDeadLetters,
-}
-
 /// Clients and configuration built once per cold start; tenants' on first use.
 pub struct Deps {
-    pub stage: TenantStage<Seller>,
+    pub stage: TenantStage<Provisioner>,
     pub sqs: aws_sdk_sqs::Client,
     /// This function's own queue: deferred events are sent here again.
     pub queue_url: String,
@@ -115,22 +108,9 @@ impl Deps {
             queue_url.clone(),
             enroll_core::timings::PROVISION,
         );
-        let (dl_sqs, dl_url) = (sqs.clone(), dlq_url.clone());
-        let build: Build<Seller> = Box::new(move |tenant, config| {
-            let (wiring, sqs, url) = (wiring.clone(), dl_sqs.clone(), dl_url.clone());
-            Box::pin(async move {
-                Ok(Seller {
-                    provisioner: wiring.provisioner(&tenant, config)?,
-                    dead_letters: SqsDeadLetters::new(sqs, url, "provision").for_tenant(tenant),
-                })
-            })
-        });
-        let stage = TenantStage::new(
-            load_single_config(&sdk).await?,
-            TenantRegistry::from_env(&sdk),
-            build,
-        )
-        .await?;
+        let build: Build<Provisioner> =
+            Box::new(move |tenant, config| wiring.provisioner(&tenant, config));
+        let stage = TenantStage::from_env(&sdk, build).await?;
         Ok(Self {
             stage,
             sqs,
@@ -155,11 +135,11 @@ pub async fn function_handler(
     let report = deps
         .stage
         .run_batch(&messages, |tenant, seller, msgs| async move {
+            let dead = SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "provision")
+                .for_tenant(tenant);
             match seller {
-                Ok(s) => crate::batch::run(&s.provisioner, &s.dead_letters, &msgs, deadline).await,
+                Ok(p) => crate::batch::run(&p, &dead, &msgs, deadline).await,
                 Err(why) => {
-                    let dead = SqsDeadLetters::new(deps.sqs.clone(), &deps.dlq_url, "provision")
-                        .for_tenant(tenant);
                     refuse::<OrderEvent>(&msgs, &dead, &enroll_core::timings::PROVISION, why).await
                 }
             }

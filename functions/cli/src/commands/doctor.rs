@@ -9,8 +9,7 @@ use enroll_ops::doctor::{self, Check, Report};
 use enroll_simulator::{SimConfig, SimHandle, SimState};
 use std::path::{Path, PathBuf};
 
-use crate::target::{stack_outputs, tenant_secret_prefix, AwsResources};
-use enroll_aws::tenants::TenantRegistry;
+use crate::target::{parse_tenant, stack_outputs, AwsResources, StackTenant};
 use enroll_core::tenant::TenantId;
 
 /// The stack parameter that holds the deployed configuration (template.yaml), and the output
@@ -183,25 +182,11 @@ async fn stack_config(stack: &str) -> anyhow::Result<(Config, Option<String>)> {
 async fn tenant_config(stack: &str, tenant: &TenantId) -> anyhow::Result<(Config, Option<String>)> {
     let sdk = enroll_aws::sdk_config().await;
     let outputs = stack_outputs(&sdk, stack).await?;
-    let table = AwsResources::from_outputs(&outputs)
-        .table
-        .ok_or_else(|| anyhow!("stack `{stack}` has no table output"))?;
-    let registry = TenantRegistry::new(&sdk, table, tenant_secret_prefix(stack, &outputs));
-    let config = registry
-        .load(tenant)
-        .await
-        .map_err(|f| anyhow!(f.reason))?
-        .ok_or_else(|| {
-            anyhow!("no tenant {tenant} on stack `{stack}` (enroll tenant list --stack {stack})")
-        })?;
+    let loaded = StackTenant::load(&sdk, &AwsResources::of_stack(stack, &outputs), tenant).await?;
     let base = outputs
         .get(OUT_WEBHOOK_BASE)
         .map(|u| format!("{}{}", webhook_base(u), tenant.path_prefix()));
-    Ok((config, base))
-}
-
-fn parse_tenant(raw: &str) -> Result<TenantId, String> {
-    TenantId::parse(raw).map_err(|e| e.to_string())
+    Ok((loaded.config, base))
 }
 
 /// The stack's `WebhookBaseUrl` (`<function URL>webhooks/`) without its `webhooks/` path,
